@@ -1,0 +1,112 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { CatalogService } from './catalog/catalog-service.ts';
+import { catalogPlugin } from './catalog/plugin.ts';
+import { loadProjectsFile } from './catalog/projects-file.ts';
+import { type Clock, systemClock } from './clock.ts';
+import type { Config } from './config.ts';
+import { corePlugin } from './core.ts';
+import { openDatabase } from './db/connection.ts';
+import { edgesPlugin } from './edges/plugin.ts';
+import { fanoutPlugin } from './fanout/plugin.ts';
+import { authPlugin } from './http/auth.ts';
+import { errorsPlugin } from './http/errors.ts';
+import { ErrorSchema } from './http/schemas.ts';
+import { SERVICE_VERSION, systemRoutes } from './http/system-routes.ts';
+import { metricsPlugin } from './metrics/plugin.ts';
+import { NatsManager } from './nats.ts';
+import { presencePlugin } from './presence/plugin.ts';
+
+export interface BuildAppOptions {
+  config: Readonly<Config>;
+  clock?: Clock;
+  /** A pino logger or false; defaults to one at config.logLevel. */
+  logger?: boolean | object;
+  /** How long start-up waits for NATS before serving without it (it keeps trying). */
+  natsFirstConnectWaitMs?: number;
+}
+
+export type App = FastifyInstance;
+
+/**
+ * Builds the whole service: database (migrated), projects.yaml, NATS and every feature.
+ * `federation serve` runs exactly this; tests build it and talk to it with `app.inject`.
+ */
+export async function buildApp(opts: BuildAppOptions): Promise<App> {
+  const { config } = opts;
+  const clock = opts.clock ?? systemClock;
+  // Read projects.yaml first: a bad file must stop start-up before anything is touched.
+  const projectsFile = config.projectsFile ? loadProjectsFile(config.projectsFile) : undefined;
+
+  const app = Fastify({
+    logger: opts.logger ?? {
+      level: config.logLevel,
+      redact: ['req.headers.authorization', 'req.headers.cookie'],
+    },
+    bodyLimit: config.bodyLimitBytes,
+    // Errors name the first failing field; every field is listed in details.
+    ajv: { customOptions: { allErrors: false, coerceTypes: 'array', removeAdditional: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await database.migrate();
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  const catalog = new CatalogService({
+    db: database.db,
+    clock,
+    thresholds: { degradedAfterS: config.degradedAfterS, offlineAfterS: config.offlineAfterS },
+  });
+  const nats = new NatsManager(config, app.log, clock);
+
+  try {
+    app.addSchema(ErrorSchema);
+    await app.register(corePlugin, { config, clock, database, nats, catalog, projectsFile });
+    await app.register(errorsPlugin);
+    await app.register(authPlugin, { adminToken: config.adminToken, readToken: config.readToken });
+    await app.register(swagger, {
+      openapi: {
+        info: {
+          title: 'CommandCenter Federation Service',
+          version: SERVICE_VERSION,
+          description:
+            'Catalog, live presence, metrics, integration edges and fan-out actions of CommandCenter projects',
+        },
+        components: {
+          securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+        },
+        security: [{ bearer: [] }],
+      },
+    });
+    await app.register(swaggerUi, { routePrefix: '/api/fed/docs' });
+
+    app.health.register('database', async () => {
+      const t0 = performance.now();
+      await database.ping();
+      return {
+        status: 'ok',
+        engine: database.engine,
+        latency_ms: Math.round((performance.now() - t0) * 10) / 10,
+      };
+    });
+
+    await app.register(systemRoutes);
+    await app.register(catalogPlugin);
+    await app.register(presencePlugin);
+    await app.register(metricsPlugin);
+    await app.register(edgesPlugin);
+    await app.register(fanoutPlugin);
+
+    await nats.start(opts.natsFirstConnectWaitMs);
+    await app.ready();
+  } catch (err) {
+    await app.close().catch(() => {});
+    throw err;
+  }
+  return app;
+}

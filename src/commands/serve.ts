@@ -1,0 +1,37 @@
+import { buildApp } from '../app.ts';
+import { loadConfig } from '../config.ts';
+import type { Command } from './types.ts';
+
+export const serveCommand: Command = {
+  summary: 'run the Federation Service (HTTP API, NATS workers, sweeper)',
+  usage: `federation serve
+
+Runs the service on HOST:PORT (127.0.0.1:8001). The database is PostgreSQL when DATABASE_URL is a
+postgres:// URL, otherwise embedded PGlite under FED_DATA_DIR (./.federation). Migrations run first.
+Configuration comes from the environment; see .env.example.`,
+  async run() {
+    const config = loadConfig();
+    const app = await buildApp({ config });
+    let closing = false;
+    const shutdown = async (signal: string) => {
+      if (closing) return;
+      closing = true;
+      app.log.info({ signal }, 'shutting down: stop intake, flush, drain NATS, close database');
+      const timer = setTimeout(() => {
+        app.log.error('shutdown took longer than 15 s; exiting');
+        process.exit(1);
+      }, 15_000);
+      timer.unref();
+      await app.close();
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    process.on('SIGINT', () => void shutdown('SIGINT'));
+    await app.listen({ port: config.port, host: config.host });
+    app.log.info(
+      { database: app.database.location, engine: app.database.engine, nats: config.natsUrl ?? 'disabled' },
+      'federation ready',
+    );
+    return await new Promise<number>(() => {});
+  },
+};

@@ -1,0 +1,158 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigserial,
+  boolean,
+  check,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  real,
+  serial,
+  text,
+  timestamp,
+  uniqueIndex,
+  varchar,
+} from 'drizzle-orm/pg-core';
+
+const tz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+/** One row per CommandCenter project (instance). `status` is the last status the sweeper claimed. */
+export const projects = pgTable(
+  'projects',
+  {
+    id: serial('id').primaryKey(),
+    slug: varchar('slug', { length: 50 }).notNull().unique(),
+    name: varchar('name', { length: 200 }).notNull(),
+    hubUrl: varchar('hub_url', { length: 500 }).notNull(),
+    meshNamespace: varchar('mesh_namespace', { length: 100 }).notNull(),
+    status: varchar('status', { length: 20 }).notNull().default('offline'),
+    tags: jsonb('tags').$type<string[]>().notNull().default([]),
+    allowFanout: jsonb('allow_fanout').$type<string[]>().notNull().default([]),
+    lastHeartbeatAt: tz('last_heartbeat_at'),
+    reportedHealth: varchar('reported_health', { length: 20 }),
+    version: varchar('version', { length: 100 }),
+    /** Interval the project announced in its heartbeats; scales its thresholds (1.5× and 3×). */
+    intervalS: real('interval_s'),
+    /** Where the project first came from: config (projects.yaml), api or heartbeat. */
+    source: varchar('source', { length: 20 }).notNull().default('api'),
+    /** True while projects.yaml lists the project. */
+    configured: boolean('configured').notNull().default(false),
+    statusChangedAt: tz('status_changed_at'),
+    createdAt: tz('created_at').notNull().defaultNow(),
+    updatedAt: tz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    index('idx_projects_status').on(t.status),
+    index('idx_projects_slug').on(t.slug),
+    check('projects_status_check', sql`${t.status} in ('online', 'offline', 'degraded')`),
+    check('projects_source_check', sql`${t.source} in ('config', 'api', 'heartbeat')`),
+    check(
+      'projects_health_check',
+      sql`${t.reportedHealth} is null or ${t.reportedHealth} in ('ok', 'degraded')`,
+    ),
+  ],
+);
+
+/** Every status transition, claimed once by whichever replica's sweep saw it first. */
+export const projectStatusEvents = pgTable(
+  'project_status_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    projectId: integer('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    fromStatus: varchar('from_status', { length: 20 }).notNull(),
+    toStatus: varchar('to_status', { length: 20 }).notNull(),
+    at: tz('at').notNull(),
+    reason: text('reason').notNull(),
+  },
+  (t) => [index('idx_status_events_project_at').on(t.projectId, t.at)],
+);
+
+export const projectMetrics = pgTable(
+  'project_metrics',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    projectId: integer('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    metricType: varchar('metric_type', { length: 100 }).notNull(),
+    valueNumber: doublePrecision('value_number'),
+    valueText: varchar('value_text', { length: 500 }),
+    observedAt: tz('observed_at').notNull().defaultNow(),
+    receivedAt: tz('received_at').notNull().defaultNow(),
+  },
+  (t) => [
+    // A redelivered JetStream message carries the same (project, metric, observed_at): storing it again is a no-op.
+    uniqueIndex('uq_project_metrics_observation').on(t.projectId, t.metricType, t.observedAt),
+    index('idx_project_metrics_observed_at').on(t.observedAt),
+  ],
+);
+
+export const integrationEdges = pgTable(
+  'integration_edges',
+  {
+    id: serial('id').primaryKey(),
+    fromProjectId: integer('from_project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    toProjectId: integer('to_project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    kind: varchar('kind', { length: 50 }).notNull(),
+    strength: doublePrecision('strength').notNull().default(0.5),
+    details: jsonb('details'),
+    /** config (projects.yaml), api or discovered (heartbeat integrations). */
+    source: varchar('source', { length: 20 }).notNull(),
+    createdAt: tz('created_at').notNull().defaultNow(),
+    lastSeenAt: tz('last_seen_at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('uq_integration_edges').on(t.fromProjectId, t.toProjectId, t.kind),
+    index('idx_integration_edges_to').on(t.toProjectId),
+    check('integration_edges_strength_check', sql`${t.strength} >= 0 and ${t.strength} <= 1`),
+    check('integration_edges_source_check', sql`${t.source} in ('config', 'api', 'discovered')`),
+  ],
+);
+
+export const fanoutRuns = pgTable(
+  'fanout_runs',
+  {
+    id: varchar('id', { length: 36 }).primaryKey(),
+    action: varchar('action', { length: 64 }).notNull(),
+    targets: jsonb('targets').notNull(),
+    params: jsonb('params'),
+    timeoutMs: integer('timeout_ms').notNull(),
+    status: varchar('status', { length: 20 }).notNull().default('running'),
+    createdAt: tz('created_at').notNull().defaultNow(),
+    finishedAt: tz('finished_at'),
+  },
+  (t) => [
+    index('idx_fanout_runs_created_at').on(t.createdAt),
+    check('fanout_runs_status_check', sql`${t.status} in ('running', 'done')`),
+  ],
+);
+
+export const fanoutResults = pgTable(
+  'fanout_results',
+  {
+    runId: varchar('run_id', { length: 36 })
+      .notNull()
+      .references(() => fanoutRuns.id, { onDelete: 'cascade' }),
+    slug: varchar('slug', { length: 50 }).notNull(),
+    outcome: varchar('outcome', { length: 20 }).notNull(),
+    result: jsonb('result'),
+    error: text('error'),
+    durationMs: integer('duration_ms'),
+  },
+  (t) => [
+    primaryKey({ columns: [t.runId, t.slug] }),
+    check(
+      'fanout_results_outcome_check',
+      sql`${t.outcome} in ('pending', 'ok', 'error', 'timeout', 'not_allowed', 'offline')`,
+    ),
+  ],
+);

@@ -1,0 +1,67 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function presentedToken(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header?.startsWith('Bearer ')) return header.slice(7).trim();
+  // EventSource cannot send headers, so reads also accept ?access_token=.
+  if (request.method === 'GET') {
+    const q = (request.query as Record<string, unknown> | undefined)?.access_token;
+    if (typeof q === 'string') return q;
+  }
+  return undefined;
+}
+
+const OPEN_PATHS = new Set(['/api/fed/health']);
+
+/**
+ * Writes (POST, PUT, PATCH, DELETE) need FED_ADMIN_TOKEN when it is set; reads need FED_READ_TOKEN
+ * (or the admin token) when that is set. Health, the docs and the view's static files stay open.
+ */
+export const authPlugin = fp(
+  async (app: FastifyInstance, opts: { adminToken: string | undefined; readToken: string | undefined }) => {
+    const { adminToken, readToken } = opts;
+    app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+      const path = request.url.split('?')[0] ?? '';
+      const isApi = path.startsWith('/api/fed/') || path === '/metrics';
+      if (
+        !isApi ||
+        OPEN_PATHS.has(path) ||
+        path.startsWith('/api/fed/docs') ||
+        path === '/api/fed/openapi.json'
+      ) {
+        return;
+      }
+      const write = !['GET', 'HEAD', 'OPTIONS'].includes(request.method);
+      const token = presentedToken(request);
+      if (write) {
+        if (!adminToken) return;
+        if (token && safeEqual(token, adminToken)) return;
+        return reply.code(401).send({
+          error: 'unauthorized',
+          message: token
+            ? 'the admin token is not valid'
+            : 'writes need Authorization: Bearer <FED_ADMIN_TOKEN>',
+        });
+      }
+      if (!readToken) return;
+      if (
+        token &&
+        (safeEqual(token, readToken) || (adminToken !== undefined && safeEqual(token, adminToken)))
+      )
+        return;
+      return reply.code(401).send({
+        error: 'unauthorized',
+        message: token ? 'the token is not valid' : 'reads need Authorization: Bearer <FED_READ_TOKEN>',
+      });
+    });
+  },
+  { name: 'auth' },
+);

@@ -1,0 +1,81 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { DomainError } from '../errors.ts';
+
+const CONNECTION_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  '57P01',
+  '57P03',
+  '08006',
+  '08001',
+]);
+
+function isDatabaseUnavailable(err: unknown): boolean {
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: string }).code;
+    if (code && CONNECTION_ERROR_CODES.has(code)) return true;
+    const msg = (e as Error).message ?? '';
+    if (/Connection terminated|timeout exceeded when trying to connect|PGlite is closed/i.test(msg))
+      return true;
+  }
+  return false;
+}
+
+/** One place that turns errors into `{"error","message","details"?}`; 5xx details stay in the log. */
+export const errorsPlugin = fp(
+  async (app: FastifyInstance) => {
+    app.setErrorHandler((err: FastifyError, request, reply) => {
+      if (err instanceof DomainError) {
+        return reply.code(err.statusCode).send({
+          error: err.code,
+          message: err.message,
+          ...(err.details === undefined ? {} : { details: err.details }),
+        });
+      }
+      if (err.validation) {
+        const details = err.validation.map((v) => ({
+          field:
+            (v.instancePath || '').replace(/^\//, '').replaceAll('/', '.') ||
+            String(
+              (v.params as { missingProperty?: string })?.missingProperty ?? err.validationContext ?? '',
+            ),
+          message: (v.params as { allowedValues?: unknown[] })?.allowedValues
+            ? `${v.message}: ${(v.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`
+            : v.message,
+        }));
+        const first = details[0];
+        return reply.code(400).send({
+          error: 'validation_failed',
+          message: `invalid ${err.validationContext ?? 'request'}: ${first ? `${first.field || err.validationContext} ${first.message}` : err.message}`,
+          details,
+        });
+      }
+      if (err.statusCode === 413) {
+        return reply.code(413).send({ error: 'payload_too_large', message: err.message });
+      }
+      if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+        return reply
+          .code(err.statusCode)
+          .send({ error: (err.code ?? 'bad_request').toLowerCase(), message: err.message });
+      }
+      if (isDatabaseUnavailable(err)) {
+        request.log.warn({ err }, 'database unavailable');
+        return reply
+          .code(503)
+          .send({ error: 'unavailable', message: 'the database is unreachable; try again shortly' });
+      }
+      request.log.error({ err }, 'unhandled error');
+      return reply.code(500).send({ error: 'internal', message: 'internal server error' });
+    });
+
+    // An attacker could probe for valid URLs; answer every unknown route the same plain way.
+    app.setNotFoundHandler((request, reply) => {
+      reply
+        .code(404)
+        .send({ error: 'not_found', message: `no route for ${request.method} ${request.url.split('?')[0]}` });
+    });
+  },
+  { name: 'errors' },
+);

@@ -1,0 +1,95 @@
+/**
+ * The wire contract between the Federation Service and project backends: subjects and JSON payloads.
+ * A project embeds this module (through `./client`), so it imports nothing of the server.
+ */
+import { type Static, Type } from 'typebox';
+
+export const SLUG_PATTERN = '^[a-z0-9-]+$';
+export const SLUG_MAX_LENGTH = 50;
+export const MAX_HEARTBEAT_BYTES = 8 * 1024;
+export const MAX_METRICS_BYTES = 64 * 1024;
+
+export const PRESENCE_SUBJECT_PREFIX = 'hub.presence.';
+export const PRESENCE_WILDCARD = 'hub.presence.*';
+export const STATUS_SUBJECT_PREFIX = 'fed.status.';
+export const STATUS_WILDCARD = 'fed.status.>';
+export const METRICS_KINDS = ['graph', 'audit'] as const;
+export type MetricsKind = (typeof METRICS_KINDS)[number];
+
+export const presenceSubject = (slug: string): string => `${PRESENCE_SUBJECT_PREFIX}${slug}`;
+export const statusSubject = (slug: string): string => `${STATUS_SUBJECT_PREFIX}${slug}`;
+export const metricsSubject = (kind: MetricsKind, slug: string): string => `${kind}.summary.${slug}`;
+export const actionSubject = (meshNamespace: string, action: string): string =>
+  `${meshNamespace}.actions.${action}`;
+
+export const SlugSchema = Type.String({ pattern: SLUG_PATTERN, minLength: 1, maxLength: SLUG_MAX_LENGTH });
+export const PROJECT_STATUSES = ['online', 'offline', 'degraded'] as const;
+export const ProjectStatusSchema = Type.Enum(PROJECT_STATUSES);
+export type ProjectStatus = Static<typeof ProjectStatusSchema>;
+export const EDGE_KINDS = ['api', 'queue', 'shared-schema', 'event', 'library'] as const;
+export const EdgeKindSchema = Type.Enum(EDGE_KINDS);
+export const ACTION_NAME_PATTERN = '^[a-z0-9][a-z0-9_-]{0,63}$';
+
+export const HeartbeatIntegrationSchema = Type.Object({
+  to: SlugSchema,
+  kind: EdgeKindSchema,
+  strength: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+});
+
+/** `hub.presence.<slug>` and `POST /api/fed/heartbeats`. Unknown extra fields are ignored. */
+export const HeartbeatSchema = Type.Object({
+  project_slug: SlugSchema,
+  hub_url: Type.String({ pattern: '^https?://', maxLength: 500 }),
+  mesh_namespace: Type.String({
+    minLength: 1,
+    maxLength: 100,
+    pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$',
+  }),
+  timestamp: Type.String({ maxLength: 64 }),
+  version: Type.Optional(Type.String({ maxLength: 100 })),
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  tags: Type.Optional(Type.Array(Type.String({ maxLength: 100 }), { maxItems: 50 })),
+  health: Type.Optional(Type.Union([Type.Literal('ok'), Type.Literal('degraded')])),
+  interval_s: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 86400 })),
+  integrations: Type.Optional(Type.Array(HeartbeatIntegrationSchema, { maxItems: 100 })),
+});
+export type Heartbeat = Static<typeof HeartbeatSchema>;
+
+export const MetricValueSchema = Type.Union([Type.Number(), Type.String({ maxLength: 500 })]);
+/** `graph.summary.<slug>` and `audit.summary.<slug>`, captured by JetStream. */
+export const MetricsPayloadSchema = Type.Object({
+  project_slug: SlugSchema,
+  observed_at: Type.String({ maxLength: 64 }),
+  metrics: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,100}$' }), MetricValueSchema),
+});
+export type MetricsPayload = Static<typeof MetricsPayloadSchema>;
+
+/** Request sent on `<mesh_namespace>.actions.<action>`. */
+export const ActionRequestSchema = Type.Object({
+  run_id: Type.String(),
+  action: Type.String(),
+  params: Type.Optional(Type.Unknown()),
+});
+export type ActionRequest = Static<typeof ActionRequestSchema>;
+
+export const ActionReplySchema = Type.Union([
+  Type.Object({ ok: Type.Literal(true), result: Type.Optional(Type.Unknown()) }),
+  Type.Object({ ok: Type.Literal(false), error: Type.String() }),
+]);
+export type ActionReply = Static<typeof ActionReplySchema>;
+
+/** Published on `fed.status.<slug>` and streamed as SSE `event: status`. */
+export const StatusEventSchema = Type.Object({
+  slug: SlugSchema,
+  from: ProjectStatusSchema,
+  to: ProjectStatusSchema,
+  at: Type.String({ format: 'date-time' }),
+  reason: Type.String(),
+});
+export type StatusEvent = Static<typeof StatusEventSchema>;
+
+/** Parses an ISO 8601 time; returns undefined for anything else. */
+export function parseTime(value: string): Date | undefined {
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? undefined : new Date(ms);
+}
