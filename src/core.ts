@@ -9,6 +9,7 @@ import type { Database, DatabaseHandle } from './db/connection.ts';
 import { EventFeed } from './events.ts';
 import { HealthChecks } from './health.ts';
 import type { NatsManager } from './nats.ts';
+import type { Heartbeat } from './protocol/index.ts';
 
 /** Shutdown runs in phases so that nothing is lost: stop intake, flush, drain NATS, close the database. */
 export type ShutdownPhase = 'intake' | 'flush' | 'nats' | 'database';
@@ -30,6 +31,15 @@ export class Lifecycle {
   }
 }
 
+/**
+ * Heartbeats that carry `integrations` are handed to these sinks after they are written (the edges
+ * feature registers one to store discovered edges). Presence calls them only when a project's list
+ * changed or has not been refreshed for a while, never once per heartbeat.
+ */
+export type IntegrationsSink = (
+  batch: Array<{ slug: string; integrations: NonNullable<Heartbeat['integrations']>; at: Date }>,
+) => Promise<void> | void;
+
 declare module 'fastify' {
   interface FastifyInstance {
     config: Readonly<Config>;
@@ -45,6 +55,7 @@ declare module 'fastify' {
     projectsFile: ProjectsFile | undefined;
     /** When this instance started listening: the start-up grace of the offline guard counts from here. */
     startedAt: Date;
+    integrationSinks: IntegrationsSink[];
   }
 }
 
@@ -75,6 +86,7 @@ export const corePlugin = fp(
     app.decorate('catalog', deps.catalog);
     app.decorate('projectsFile', deps.projectsFile);
     app.decorate('startedAt', deps.clock.now());
+    app.decorate('integrationSinks', [] as IntegrationsSink[]);
 
     app.lifecycle.onStop('nats', () => deps.nats.stop());
     app.lifecycle.onStop('database', () => deps.database.close());
