@@ -1,0 +1,2 @@
+// What a project backend embeds: publishers and responders for the Federation Service. Imports only src/protocol and @nats-io.
+export * from './heartbeat.ts';
