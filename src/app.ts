@@ -15,6 +15,7 @@ import { authPlugin } from './http/auth.ts';
 import { errorsPlugin } from './http/errors.ts';
 import { ErrorSchema } from './http/schemas.ts';
 import { SERVICE_VERSION, systemRoutes } from './http/system-routes.ts';
+import { validatorCompiler } from './http/validation.ts';
 import { metricsPlugin } from './metrics/plugin.ts';
 import { NatsManager } from './nats.ts';
 import { presencePlugin } from './presence/plugin.ts';
@@ -46,9 +47,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
       redact: ['req.headers.authorization', 'req.headers.cookie'],
     },
     bodyLimit: config.bodyLimitBytes,
-    // Errors name the first failing field; every field is listed in details.
-    ajv: { customOptions: { allErrors: false, coerceTypes: 'array', removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
 
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {

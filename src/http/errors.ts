@@ -36,11 +36,13 @@ export const errorsPlugin = fp(
       }
       if (err.validation) {
         const details = err.validation.map((v) => ({
-          field:
-            (v.instancePath || '').replace(/^\//, '').replaceAll('/', '.') ||
-            String(
-              (v.params as { missingProperty?: string })?.missingProperty ?? err.validationContext ?? '',
-            ),
+          field: [
+            (v.instancePath || '').replace(/^\//, '').replaceAll('/', '.'),
+            (v.params as { missingProperty?: string; additionalProperty?: string })?.missingProperty ??
+              (v.params as { additionalProperty?: string })?.additionalProperty,
+          ]
+            .filter(Boolean)
+            .join('.'),
           message: (v.params as { allowedValues?: unknown[] })?.allowedValues
             ? `${v.message}: ${(v.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`
             : v.message,
