@@ -1,2 +1,3 @@
 // What a project backend embeds: publishers and responders for the Federation Service. Imports only src/protocol and @nats-io.
 export * from './heartbeat.ts';
+export * from './metrics.ts';

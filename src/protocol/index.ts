@@ -8,6 +8,8 @@ export const SLUG_PATTERN = '^[a-z0-9-]+$';
 export const SLUG_MAX_LENGTH = 50;
 export const MAX_HEARTBEAT_BYTES = 8 * 1024;
 export const MAX_METRICS_BYTES = 64 * 1024;
+export const METRIC_TYPE_PATTERN = '^[A-Za-z0-9_.:-]{1,100}$';
+export const MAX_METRIC_TEXT_LENGTH = 500;
 
 export const PRESENCE_SUBJECT_PREFIX = 'hub.presence.';
 export const PRESENCE_WILDCARD = 'hub.presence.*';
@@ -55,12 +57,15 @@ export const HeartbeatSchema = Type.Object({
 });
 export type Heartbeat = Static<typeof HeartbeatSchema>;
 
-export const MetricValueSchema = Type.Union([Type.Number(), Type.String({ maxLength: 500 })]);
+export const MetricValueSchema = Type.Union([
+  Type.Number(),
+  Type.String({ maxLength: MAX_METRIC_TEXT_LENGTH }),
+]);
 /** `graph.summary.<slug>` and `audit.summary.<slug>`, captured by JetStream. */
 export const MetricsPayloadSchema = Type.Object({
   project_slug: SlugSchema,
   observed_at: Type.String({ maxLength: 64 }),
-  metrics: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,100}$' }), MetricValueSchema),
+  metrics: Type.Record(Type.String({ pattern: METRIC_TYPE_PATTERN }), MetricValueSchema),
 });
 export type MetricsPayload = Static<typeof MetricsPayloadSchema>;
 
