@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './config.ts';
+import { ConfigError } from './errors.ts';
+
+describe('loadConfig', () => {
+  it('gives the contract defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      port: 8001,
+      host: '127.0.0.1',
+      databaseUrl: undefined,
+      dataDir: './.federation',
+      natsUrl: 'nats://127.0.0.1:4222',
+      logLevel: 'info',
+      projectsFile: 'config/projects.yaml',
+      autoRegister: true,
+      heartbeatIntervalS: 30,
+      degradedAfterS: 45,
+      offlineAfterS: 90,
+      metricsRetentionDays: 30,
+    });
+    expect(c.sweepIntervalS).toBeLessThanOrEqual(0.5);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('reads NATS_URL=none as NATS disabled and memory:// as in-memory PGlite', () => {
+    const c = loadConfig({ NATS_URL: 'none', DATABASE_URL: 'memory://', FED_DEGRADED_AFTER_S: '0' });
+    expect(c.natsUrl).toBeUndefined();
+    expect(c.databaseUrl).toBe('memory://');
+    expect(c.degradedAfterS).toBe(0);
+  });
+
+  const bad: Array<[Record<string, string>, RegExp]> = [
+    [{ PORT: 'abc' }, /^PORT="abc" is invalid: expected an integer from 0 to 65535$/],
+    [{ PORT: '70000' }, /^PORT=/],
+    [{ FED_OFFLINE_AFTER_S: '-5' }, /^FED_OFFLINE_AFTER_S=/],
+    [{ FED_DEGRADED_AFTER_S: '120' }, /^FED_DEGRADED_AFTER_S=120 is invalid: .*FED_OFFLINE_AFTER_S=90/],
+    [{ FED_AUTO_REGISTER: 'maybe' }, /^FED_AUTO_REGISTER="maybe" is invalid: expected true or false$/],
+    [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL="loud" is invalid/],
+    [{ DATABASE_URL: 'mysql://x' }, /^DATABASE_URL is invalid/],
+    [{ NATS_URL: 'http://x' }, /^NATS_URL="http:\/\/x" is invalid/],
+    [{ HOST: '0.0.0.0' }, /^HOST=0.0.0.0 is not a loopback address: set FED_ADMIN_TOKEN/],
+    [{ FED_SWEEP_INTERVAL_S: '0' }, /^FED_SWEEP_INTERVAL_S=/],
+  ];
+  it.each(bad)('refuses %o with one line naming the variable', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    try {
+      loadConfig(env);
+    } catch (err) {
+      expect((err as Error).message).toMatch(message);
+      expect((err as Error).message).not.toContain('\n');
+    }
+  });
+
+  it('binds a non-loopback HOST when an admin token is set', () => {
+    expect(loadConfig({ HOST: '0.0.0.0', FED_ADMIN_TOKEN: 'x' }).host).toBe('0.0.0.0');
+  });
+});
