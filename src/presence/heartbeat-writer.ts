@@ -1,0 +1,345 @@
+import { sql } from 'drizzle-orm';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Clock } from '../clock.ts';
+import type { IntegrationsSink } from '../core.ts';
+import { arrayParam, type Database, query } from '../db/connection.ts';
+import type { CheckResult } from '../health.ts';
+import type { Heartbeat } from '../protocol/index.ts';
+import type { HeartbeatRejections, PresenceMetrics } from './presence-metrics.ts';
+
+/** Rows per statement: a flush larger than this continues right away with the rest. */
+export const DEFAULT_MAX_BATCH_ROWS = 10_000;
+/** A project's integrations are handed to the sinks again after this long even if unchanged. */
+export const INTEGRATIONS_REFRESH_MS = 60_000;
+export const MAX_RETRY_DELAY_MS = 5_000;
+/** How long close() keeps trying to write what is pending before giving up. */
+export const CLOSE_FLUSH_DEADLINE_MS = 10_000;
+
+export interface PendingHeartbeat {
+  heartbeat: Heartbeat;
+  receivedAt: Date;
+}
+
+export interface HeartbeatWriterOptions {
+  db: Database;
+  clock: Clock;
+  log: FastifyBaseLogger;
+  metrics: PresenceMetrics;
+  rejections: HeartbeatRejections;
+  autoRegister: boolean;
+  flushIntervalMs: number;
+  bufferMax: number;
+  maxBatchRows?: number;
+  /** Read at every flush, so sinks registered later are seen (app.integrationSinks). */
+  integrationSinks?: readonly IntegrationsSink[];
+}
+
+interface WrittenRow {
+  slug: string;
+  written: boolean;
+  known: boolean;
+  inserted: boolean;
+}
+
+/**
+ * Coalesces heartbeats per project (the latest wins) and writes them in batches, one statement per
+ * flush, instead of one UPDATE and commit per message. While the database is unreachable it keeps
+ * the latest heartbeat of each project (bounded) and retries with backoff.
+ */
+export class HeartbeatWriter {
+  readonly #o: Required<Omit<HeartbeatWriterOptions, 'integrationSinks'>> & {
+    integrationSinks: readonly IntegrationsSink[];
+  };
+  readonly #pending = new Map<string, PendingHeartbeat>();
+  readonly #handedOver = new Map<string, { key: string; at: number }>();
+  #timer: NodeJS.Timeout | undefined;
+  #timerDue = 0;
+  #chain: Promise<unknown> = Promise.resolve();
+  #failures = 0;
+  #failingSince: Date | undefined;
+  #lastError: string | undefined;
+  #closed = false;
+
+  constructor(opts: HeartbeatWriterOptions) {
+    this.#o = {
+      maxBatchRows: DEFAULT_MAX_BATCH_ROWS,
+      integrationSinks: [],
+      ...opts,
+    };
+  }
+
+  /** Projects with a heartbeat not yet written. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  get failing(): boolean {
+    return this.#failures > 0;
+  }
+
+  /**
+   * Buffers a heartbeat received at `receivedAt` (the service's clock). Returns false, and counts it,
+   * when the buffer already holds `bufferMax` other projects.
+   */
+  enqueue(heartbeat: Heartbeat, receivedAt: Date): boolean {
+    const slug = heartbeat.project_slug;
+    const current = this.#pending.get(slug);
+    if (current) {
+      if (current.receivedAt.getTime() <= receivedAt.getTime()) {
+        this.#pending.set(slug, { heartbeat, receivedAt });
+      }
+      return true;
+    }
+    if (this.#closed || this.#pending.size >= this.#o.bufferMax) {
+      this.#o.rejections.reject(
+        'buffer_full',
+        { slug, pending: this.#pending.size },
+        this.#closed
+          ? 'the writer is shut down'
+          : `the heartbeat buffer is full (${this.#o.bufferMax} projects waiting)`,
+      );
+      return false;
+    }
+    this.#pending.set(slug, { heartbeat, receivedAt });
+    this.#o.metrics.pending.set(this.#pending.size);
+    this.#schedule(this.#failures === 0 ? this.#o.flushIntervalMs : this.#retryDelay());
+    return true;
+  }
+
+  /** Writes everything pending now; rejects if the database refuses (what failed stays pending). */
+  flush(): Promise<void> {
+    return this.#exclusive(async () => {
+      // Bounded, so that a steady inflow cannot keep a caller waiting forever.
+      let rounds = Math.ceil(this.#pending.size / this.#o.maxBatchRows) + 1;
+      while (this.#pending.size > 0 && rounds-- > 0) await this.#writeNext();
+    });
+  }
+
+  /** Stops the timer and writes what is pending, retrying until CLOSE_FLUSH_DEADLINE_MS has passed. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#clearTimer();
+    const deadline = Date.now() + CLOSE_FLUSH_DEADLINE_MS;
+    let delay = 100;
+    for (;;) {
+      try {
+        await this.flush();
+        return;
+      } catch (err) {
+        if (Date.now() + delay > deadline) {
+          this.#o.log.error(
+            { err, lost: this.#pending.size },
+            'could not write pending heartbeats before shutdown',
+          );
+          return;
+        }
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 1000);
+      }
+    }
+  }
+
+  health(): CheckResult {
+    if (this.#failures === 0) return { status: 'ok', pending: this.#pending.size };
+    return {
+      status: 'degraded',
+      pending: this.#pending.size,
+      failing_since: this.#failingSince?.toISOString(),
+      last_error: this.#lastError,
+      message: 'heartbeats cannot be written; the latest per project is kept and retried',
+    };
+  }
+
+  #retryDelay(): number {
+    return Math.min(this.#o.flushIntervalMs * 2 ** this.#failures, MAX_RETRY_DELAY_MS);
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#closed) return;
+    const due = Date.now() + delayMs;
+    if (this.#timer && this.#timerDue <= due) return;
+    this.#clearTimer();
+    this.#timerDue = due;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#backgroundFlush();
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #backgroundFlush(): Promise<void> {
+    try {
+      await this.#exclusive(() => this.#writeNext());
+      if (this.#pending.size > 0) this.#schedule(0);
+    } catch {
+      // #writeNext recorded the failure; try again later with what is pending.
+      if (this.#pending.size > 0) this.#schedule(this.#retryDelay());
+    }
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(fn, fn);
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  /** One statement for up to maxBatchRows pending heartbeats, sorted by slug for a stable lock order. */
+  async #writeNext(): Promise<void> {
+    if (this.#pending.size === 0) return;
+    const batch: Array<[string, PendingHeartbeat]> = [];
+    for (const entry of this.#pending) {
+      batch.push(entry);
+      if (batch.length >= this.#o.maxBatchRows) break;
+    }
+    batch.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const stopTimer = this.#o.metrics.flushSeconds.startTimer();
+    let rows: WrittenRow[];
+    try {
+      rows = await this.#write(batch);
+    } catch (err) {
+      this.#o.metrics.flushes.inc({ result: 'error' });
+      if (this.#failures === 0) {
+        this.#failingSince = this.#o.clock.now();
+        this.#o.log.warn(
+          { err, pending: this.#pending.size },
+          'heartbeat write failed; keeping the latest per project and retrying',
+        );
+      }
+      this.#failures += 1;
+      this.#lastError = (err as Error).message;
+      throw err;
+    } finally {
+      stopTimer();
+    }
+    if (this.#failures > 0) {
+      this.#o.log.info({ pending: this.#pending.size }, 'heartbeat writes recovered');
+    }
+    this.#failures = 0;
+    this.#failingSince = undefined;
+    this.#lastError = undefined;
+    this.#o.metrics.flushes.inc({ result: 'ok' });
+
+    for (const [slug, entry] of batch) {
+      // A newer heartbeat that arrived during the write stays pending.
+      if (this.#pending.get(slug) === entry) this.#pending.delete(slug);
+    }
+    this.#o.metrics.pending.set(this.#pending.size);
+
+    const bySlug = new Map(batch);
+    const written: Array<[string, PendingHeartbeat]> = [];
+    const unknown: string[] = [];
+    let inserted = 0;
+    for (const r of rows) {
+      const entry = bySlug.get(r.slug);
+      if (!entry) continue;
+      if (r.written) written.push([r.slug, entry]);
+      else if (!r.known) unknown.push(r.slug);
+      if (r.inserted) inserted += 1;
+    }
+    this.#o.metrics.written.inc(written.length);
+    if (inserted > 0) {
+      this.#o.metrics.autoRegistered.inc(inserted);
+      this.#o.log.info({ count: inserted }, 'registered projects from their first heartbeat');
+    }
+    if (unknown.length > 0) {
+      this.#o.rejections.reject(
+        'unknown_project',
+        { slugs: unknown.slice(0, 10) },
+        `${unknown.length} heartbeat(s) from unregistered projects (FED_AUTO_REGISTER is off)`,
+        unknown.length,
+      );
+    }
+    await this.#handOverIntegrations(written);
+  }
+
+  async #write(batch: Array<[string, PendingHeartbeat]>): Promise<WrittenRow[]> {
+    const now = this.#o.clock.now().toISOString();
+    const col = <T>(f: (e: PendingHeartbeat) => T) => arrayParam(batch.map(([, e]) => f(e)));
+    const h = sql`unnest(
+        ${col((e) => e.heartbeat.project_slug)}::text[],
+        ${col((e) => e.receivedAt.toISOString())}::timestamptz[],
+        ${col((e) => e.heartbeat.health ?? 'ok')}::text[],
+        ${col((e) => e.heartbeat.version ?? null)}::text[],
+        ${col((e) => e.heartbeat.interval_s ?? null)}::float8[],
+        ${col((e) => e.heartbeat.name ?? null)}::text[],
+        ${col((e) => e.heartbeat.hub_url)}::text[],
+        ${col((e) => e.heartbeat.mesh_namespace)}::text[],
+        ${col((e) => (e.heartbeat.tags ? JSON.stringify(e.heartbeat.tags) : null))}::jsonb[]
+      ) as h(slug, received_at, health, version, interval_s, name, hub_url, mesh_namespace, tags)`;
+
+    if (this.#o.autoRegister) {
+      // Projects first seen in a heartbeat are owned by it: their address follows the heartbeat.
+      const rows = await query<{ slug: string; inserted: boolean }>(
+        this.#o.db,
+        sql`insert into projects as p (slug, name, hub_url, mesh_namespace, tags, source, last_heartbeat_at,
+                                        reported_health, version, interval_s, created_at, updated_at)
+            select h.slug, coalesce(h.name, h.slug), h.hub_url, h.mesh_namespace, coalesce(h.tags, '[]'::jsonb),
+                   'heartbeat', h.received_at, h.health, h.version, h.interval_s, ${now}::timestamptz, h.received_at
+            from ${h}
+            on conflict (slug) do update set
+              last_heartbeat_at = excluded.last_heartbeat_at,
+              reported_health = excluded.reported_health,
+              version = excluded.version,
+              interval_s = excluded.interval_s,
+              updated_at = excluded.updated_at,
+              hub_url = case when p.source = 'heartbeat' then excluded.hub_url else p.hub_url end,
+              mesh_namespace = case when p.source = 'heartbeat' then excluded.mesh_namespace else p.mesh_namespace end
+            where p.last_heartbeat_at is null or p.last_heartbeat_at <= excluded.last_heartbeat_at
+            returning p.slug, (p.xmax = 0) as inserted`,
+      );
+      const done = new Map(rows.map((r) => [r.slug, r.inserted]));
+      return batch.map(([slug]) => ({
+        slug,
+        written: done.has(slug),
+        known: true,
+        inserted: done.get(slug) === true,
+      }));
+    }
+
+    return query<WrittenRow>(
+      this.#o.db,
+      sql`with h as (select * from ${h}),
+          upd as (
+            update projects p set
+              last_heartbeat_at = h.received_at, reported_health = h.health, version = h.version,
+              interval_s = h.interval_s, updated_at = h.received_at
+            from h
+            where p.slug = h.slug and (p.last_heartbeat_at is null or p.last_heartbeat_at <= h.received_at)
+            returning p.slug
+          )
+          select h.slug,
+                 exists (select 1 from upd where upd.slug = h.slug) as written,
+                 exists (select 1 from projects p where p.slug = h.slug) as known,
+                 false as inserted
+          from h`,
+    );
+  }
+
+  async #handOverIntegrations(written: Array<[string, PendingHeartbeat]>): Promise<void> {
+    const sinks = this.#o.integrationSinks;
+    if (sinks.length === 0) return;
+    const now = this.#o.clock.now().getTime();
+    const batch: Parameters<IntegrationsSink>[0] = [];
+    for (const [slug, { heartbeat, receivedAt }] of written) {
+      if (!heartbeat.integrations) continue;
+      const key = JSON.stringify(heartbeat.integrations);
+      const last = this.#handedOver.get(slug);
+      if (last && last.key === key && now - last.at < INTEGRATIONS_REFRESH_MS) continue;
+      this.#handedOver.set(slug, { key, at: now });
+      batch.push({ slug, integrations: heartbeat.integrations, at: receivedAt });
+    }
+    if (batch.length === 0) return;
+    for (const sink of sinks) {
+      try {
+        await sink(batch);
+      } catch (err) {
+        this.#o.log.error({ err, projects: batch.length }, 'an integrations sink failed');
+      }
+    }
+  }
+}

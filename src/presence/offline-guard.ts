@@ -1,0 +1,105 @@
+import type { OfflineGuard } from '../catalog/catalog-service.ts';
+import type { GuardState } from '../catalog/status-rule.ts';
+import type { CheckResult } from '../health.ts';
+
+/** A mass-offline event: more than half of the live projects, and at least this many, at once. */
+export const MASS_OFFLINE_MIN = 10;
+
+export interface NatsView {
+  readonly enabled: boolean;
+  readonly connected: boolean;
+  /** When the current connection state began. */
+  readonly since: Date;
+}
+
+type MassState =
+  | { phase: 'idle' }
+  | { phase: 'holding'; since: Date; pending: number; live: number }
+  | { phase: 'released'; since: Date };
+
+/**
+ * The guards against false offline (DESIGN.md), as one OfflineGuard for the catalog:
+ * - start-up grace: silence from before `startedAt` was not heard, so it does not count;
+ * - NATS: while NATS is enabled but disconnected, no project goes offline (self-preservation), and
+ *   silence from before the last (re)connect does not count either;
+ * - mass offline: when a sweep would take more than half of the live projects (and at least
+ *   MASS_OFFLINE_MIN) offline, those flips wait one more offline threshold, then apply to whichever
+ *   projects are still silent. It re-arms only once the pending count has dropped below the trigger.
+ * Every guard ends by itself.
+ */
+export class PresenceOfflineGuard implements OfflineGuard {
+  readonly #startedAt: Date;
+  readonly #offlineAfterMs: number;
+  readonly #nats: NatsView;
+  #mass: MassState = { phase: 'idle' };
+
+  constructor(deps: { startedAt: Date; offlineAfterS: number; nats: NatsView }) {
+    this.#startedAt = deps.startedAt;
+    this.#offlineAfterMs = deps.offlineAfterS * 1000;
+    this.#nats = deps.nats;
+  }
+
+  get natsDown(): boolean {
+    return this.#nats.enabled && !this.#nats.connected;
+  }
+
+  /** True while a mass-offline event is being held back at `now`. */
+  massHolding(now: Date): boolean {
+    return (
+      this.#mass.phase === 'holding' && now.getTime() - this.#mass.since.getTime() < this.#offlineAfterMs
+    );
+  }
+
+  state(now: Date): GuardState {
+    let heardSince = this.#startedAt;
+    if (this.#nats.enabled && this.#nats.connected && this.#nats.since > heardSince) {
+      heardSince = this.#nats.since;
+    }
+    return { heardSince, holdAll: this.natsDown || this.massHolding(now) };
+  }
+
+  /** Called before each sweep with the projects the rule would take offline and those now live. */
+  observe(counts: { pending: number; live: number }, now: Date): void {
+    const triggered = counts.pending >= MASS_OFFLINE_MIN && counts.pending > counts.live / 2;
+    const m = this.#mass;
+    if (m.phase === 'idle') {
+      if (triggered) this.#mass = { phase: 'holding', since: now, ...counts };
+    } else if (m.phase === 'holding') {
+      if (!triggered) this.#mass = { phase: 'idle' };
+      else if (!this.massHolding(now)) this.#mass = { phase: 'released', since: now };
+      else this.#mass = { ...m, ...counts };
+    } else if (!triggered) {
+      this.#mass = { phase: 'idle' };
+    }
+  }
+
+  health(now: Date): CheckResult {
+    const reasons: string[] = [];
+    const result: CheckResult = { status: 'ok' };
+    if (this.natsDown) {
+      reasons.push(
+        `NATS disconnected since ${this.#nats.since.toISOString()}: offline flips are paused (self-preservation)`,
+      );
+    }
+    if (this.massHolding(now) && this.#mass.phase === 'holding') {
+      const m = this.#mass;
+      const until = new Date(m.since.getTime() + this.#offlineAfterMs);
+      reasons.push(
+        `${m.pending} of ${m.live} live projects went silent at once: offline flips held until ${until.toISOString()}`,
+      );
+      result.mass_offline = {
+        pending: m.pending,
+        live: m.live,
+        since: m.since.toISOString(),
+        until: until.toISOString(),
+      };
+    }
+    const { heardSince } = this.state(now);
+    result.heard_since = heardSince.toISOString();
+    if (reasons.length > 0) {
+      result.status = 'degraded';
+      result.reason = reasons.join('; ');
+    }
+    return result;
+  }
+}

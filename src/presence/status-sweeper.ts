@@ -1,0 +1,83 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { CatalogService, Transition } from '../catalog/catalog-service.ts';
+import type { Clock } from '../clock.ts';
+import type { PresenceOfflineGuard } from './offline-guard.ts';
+import type { PresenceMetrics } from './presence-metrics.ts';
+import { RateLimitedLog } from './rate-limited-log.ts';
+
+export interface StatusSweeperOptions {
+  catalog: Pick<CatalogService, 'sweepStatuses' | 'countPendingOffline'>;
+  guard: Pick<PresenceOfflineGuard, 'observe'>;
+  clock: Clock;
+  log: FastifyBaseLogger;
+  metrics?: PresenceMetrics;
+  intervalMs: number;
+  /** Receives the transitions this instance claimed, once each. */
+  onTransitions?: (transitions: Transition[]) => Promise<void> | void;
+}
+
+/**
+ * Every interval, lets the mass-offline guard look at what would go offline, then claims every
+ * pending status transition (the catalog's UPDATE … RETURNING: each claimed by one replica only)
+ * and passes them on to be published. A failed sweep is logged and the loop goes on.
+ */
+export class StatusSweeper {
+  readonly #o: StatusSweeperOptions;
+  readonly #errors: RateLimitedLog;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #started = false;
+  #stopped = false;
+  #lastSweepAt: Date | undefined;
+
+  constructor(opts: StatusSweeperOptions) {
+    this.#o = opts;
+    this.#errors = new RateLimitedLog(opts.log, opts.clock);
+  }
+
+  get lastSweepAt(): Date | undefined {
+    return this.#lastSweepAt;
+  }
+
+  start(): void {
+    if (this.#started) throw new Error('StatusSweeper already started');
+    this.#started = true;
+    this.#schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+  }
+
+  /** One sweep: returns the transitions this instance claimed. */
+  async sweepOnce(): Promise<Transition[]> {
+    const counts = await this.#o.catalog.countPendingOffline();
+    this.#o.guard.observe(counts, this.#o.clock.now());
+    const transitions = await this.#o.catalog.sweepStatuses();
+    this.#lastSweepAt = this.#o.clock.now();
+    for (const t of transitions) this.#o.metrics?.transitions.inc({ to: t.to });
+    if (transitions.length > 0) await this.#o.onTransitions?.(transitions);
+    return transitions;
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#running = this.sweepOnce()
+        .then(
+          () => {},
+          (err) => {
+            this.#errors.warn('sweep', { err }, 'status sweep failed; trying again next interval');
+          },
+        )
+        .finally(() => {
+          this.#running = undefined;
+          this.#schedule();
+        });
+    }, this.#o.intervalMs);
+    this.#timer.unref();
+  }
+}

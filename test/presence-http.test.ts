@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../src/app.ts';
+import { buildTestApp, uniqueSlug } from './helpers/app.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const heartbeat = (slug: string, extra: Record<string, unknown> = {}) => ({
+  project_slug: slug,
+  hub_url: `http://${slug}.local:8000`,
+  mesh_namespace: `hub.${slug}`,
+  timestamp: new Date().toISOString(),
+  version: '1.2.3',
+  ...extra,
+});
+
+function counter(text: string, name: string, labels = ''): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+describe('POST /api/fed/heartbeats', () => {
+  let app: App;
+  beforeAll(async () => {
+    app = await buildTestApp();
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('accepts a heartbeat with 202 and the project is online in the API right after', async () => {
+    const slug = uniqueSlug('http');
+    const res = await app.inject({ method: 'POST', url: '/api/fed/heartbeats', payload: heartbeat(slug) });
+    expect(res.statusCode).toBe(202);
+    expect(res.json()).toMatchObject({ accepted: true, slug });
+    const project = await waitFor(
+      async () => {
+        const r = await app.inject(`/api/fed/projects/${slug}`);
+        return r.statusCode === 200 ? r.json() : undefined;
+      },
+      { timeoutMs: 2000, what: 'the project to appear' },
+    );
+    expect(project).toMatchObject({ slug, status: 'online', version: '1.2.3', source: 'heartbeat' });
+    expect(project.last_heartbeat_at).toMatch(/Z$/);
+  });
+
+  it('answers 400 with a JSON error naming the field, and counts it', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/fed/heartbeats',
+      payload: { ...heartbeat('x'), project_slug: 'Not A Slug' },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toContain('project_slug');
+    const missing = await app.inject({
+      method: 'POST',
+      url: '/api/fed/heartbeats',
+      payload: { hub_url: 'x' },
+    });
+    expect(missing.statusCode).toBe(400);
+    expect(missing.json()).toHaveProperty('error');
+    const metrics = (await app.inject('/metrics')).body;
+    expect(counter(metrics, 'federation_heartbeats_rejected_total', '{reason="invalid"}')).toBe(2);
+  });
+
+  it('answers 413 for a body larger than a heartbeat may be', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/fed/heartbeats',
+      payload: heartbeat(uniqueSlug('big'), { padding: 'x'.repeat(10_000) }),
+    });
+    expect(res.statusCode).toBe(413);
+    expect(res.json().error).toBe('payload_too_large');
+  });
+});
+
+describe('POST /api/fed/heartbeats with FED_AUTO_REGISTER off', () => {
+  let app: App;
+  beforeAll(async () => {
+    app = await buildTestApp({ FED_AUTO_REGISTER: 'false' });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('refuses an unknown project with 404 and counts it', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/fed/heartbeats',
+      payload: heartbeat(uniqueSlug('unknown')),
+    });
+    expect(res.statusCode).toBe(404);
+    expect(res.json().error).toBe('not_found');
+    const metrics = (await app.inject('/metrics')).body;
+    expect(counter(metrics, 'federation_heartbeats_rejected_total', '{reason="unknown_project"}')).toBe(1);
+  });
+
+  it('accepts a registered project', async () => {
+    const slug = uniqueSlug('known');
+    const created = await app.inject({
+      method: 'POST',
+      url: '/api/fed/projects',
+      payload: { slug, name: 'Known', hub_url: 'http://known:8000', mesh_namespace: 'hub.known' },
+    });
+    expect(created.statusCode).toBe(201);
+    const res = await app.inject({ method: 'POST', url: '/api/fed/heartbeats', payload: heartbeat(slug) });
+    expect(res.statusCode).toBe(202);
+    await waitFor(async () => (await app.inject(`/api/fed/projects/${slug}`)).json().status === 'online', {
+      timeoutMs: 2000,
+      what: 'the project to be online',
+    });
+    const project = (await app.inject(`/api/fed/projects/${slug}`)).json();
+    // Metadata set through the API is not overwritten by the heartbeat.
+    expect(project).toMatchObject({ name: 'Known', hub_url: 'http://known:8000', source: 'api' });
+  });
+});
+
+describe('POST /api/fed/heartbeats with FED_ADMIN_TOKEN set', () => {
+  let app: App;
+  beforeAll(async () => {
+    app = await buildTestApp({ FED_ADMIN_TOKEN: 'secret-admin' });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('needs the admin token', async () => {
+    const slug = uniqueSlug('auth');
+    const without = await app.inject({
+      method: 'POST',
+      url: '/api/fed/heartbeats',
+      payload: heartbeat(slug),
+    });
+    expect(without.statusCode).toBe(401);
+    expect(without.json().error).toBe('unauthorized');
+    const wrong = await app.inject({
+      method: 'POST',
+      url: '/api/fed/heartbeats',
+      payload: heartbeat(slug),
+      headers: { authorization: 'Bearer nope' },
+    });
+    expect(wrong.statusCode).toBe(401);
+    const ok = await app.inject({
+      method: 'POST',
+      url: '/api/fed/heartbeats',
+      payload: heartbeat(slug),
+      headers: { authorization: 'Bearer secret-admin' },
+    });
+    expect(ok.statusCode).toBe(202);
+  });
+});
