@@ -1,3 +1,5 @@
 // What a project backend embeds: publishers and responders for the Federation Service. Imports only src/protocol and @nats-io.
+
+export * from './action-responder.ts';
 export * from './heartbeat.ts';
 export * from './metrics.ts';
