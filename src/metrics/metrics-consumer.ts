@@ -351,7 +351,8 @@ export class MetricsConsumer {
   }
 
   #reject(msg: JsMsg, reason: RejectReason, detail: string): void {
-    msg.term(reason);
+    // No reason on the TERM: servers before 2.10 do not parse one and would keep the message pending.
+    msg.term();
     this.#o.counters.rejected.inc({ reason });
     this.#warn.warn(
       `reject:${reason}`,
