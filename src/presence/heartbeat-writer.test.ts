@@ -1,0 +1,225 @@
+import { sql } from 'drizzle-orm';
+import type { FastifyBaseLogger } from 'fastify';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../clock.ts';
+import type { IntegrationsSink } from '../core.ts';
+import { type Database, type DatabaseHandle, openDatabase, query } from '../db/connection.ts';
+import type { Heartbeat } from '../protocol/index.ts';
+import { HeartbeatWriter, INTEGRATIONS_REFRESH_MS } from './heartbeat-writer.ts';
+import { HeartbeatRejections, PresenceMetrics } from './presence-metrics.ts';
+
+const log = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
+let n = 0;
+const slugOf = (p: string) => `${p}-${process.pid}-${++n}`;
+
+const hb = (slug: string, extra: Partial<Heartbeat> = {}): Heartbeat => ({
+  project_slug: slug,
+  hub_url: `http://${slug}:8000`,
+  mesh_namespace: `hub.${slug}`,
+  timestamp: '2020-01-01T00:00:00Z',
+  ...extra,
+});
+
+/** Wraps a database so that every statement can be made to fail, like an unreachable server. */
+function breakable(db: Database) {
+  const state = { down: false, statements: 0 };
+  const proxy = new Proxy(db, {
+    get(target, prop, receiver) {
+      if (prop === 'execute') {
+        return (q: unknown) => {
+          state.statements += 1;
+          if (state.down)
+            return Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+          return target.execute(q as never);
+        };
+      }
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+  return { db: proxy as Database, state };
+}
+
+let handle: DatabaseHandle;
+beforeAll(async () => {
+  handle = await openDatabase({ databaseUrl: 'memory://', dataDir: '' });
+  await handle.migrate();
+});
+afterAll(async () => {
+  await handle.close();
+});
+
+function makeWriter(
+  opts: {
+    autoRegister?: boolean;
+    bufferMax?: number;
+    flushIntervalMs?: number;
+    sinks?: IntegrationsSink[];
+  } = {},
+) {
+  const clock = new ManualClock(Date.parse('2025-06-01T12:00:00Z'));
+  const registry = new Registry();
+  const metrics = new PresenceMetrics(registry);
+  const { db, state } = breakable(handle.db);
+  const writer = new HeartbeatWriter({
+    db,
+    clock,
+    log,
+    metrics,
+    rejections: new HeartbeatRejections(metrics, log, clock),
+    autoRegister: opts.autoRegister ?? true,
+    flushIntervalMs: opts.flushIntervalMs ?? 60_000,
+    bufferMax: opts.bufferMax ?? 1000,
+    integrationSinks: opts.sinks ?? [],
+  });
+  const counter = async (name: string, labels: Record<string, string> = {}) => {
+    const m = await registry.getSingleMetric(name)?.get();
+    return m?.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value ?? 0;
+  };
+  return { clock, writer, state, counter };
+}
+
+async function row(slug: string) {
+  const rows = await query<{
+    version: string | null;
+    last_heartbeat_at: string;
+    reported_health: string;
+    interval_s: number | null;
+    source: string;
+  }>(
+    handle.db,
+    sql`select version, last_heartbeat_at, reported_health, interval_s, source from projects where slug = ${slug}`,
+  );
+  return rows[0];
+}
+
+describe('HeartbeatWriter', () => {
+  it('coalesces many heartbeats per project into one statement per flush, keeping the latest', async () => {
+    const { clock, writer, state, counter } = makeWriter();
+    const slugs = [slugOf('a'), slugOf('b'), slugOf('c')];
+    for (let i = 0; i < 300; i++) {
+      clock.advance(10);
+      const slug = slugs[i % 3] as string;
+      expect(
+        writer.enqueue(
+          hb(slug, { version: `v${i}`, health: i === 299 ? 'degraded' : 'ok', interval_s: 5 }),
+          clock.now(),
+        ),
+      ).toBe(true);
+    }
+    expect(writer.pending).toBe(3);
+    const before = state.statements;
+    await writer.flush();
+    expect(state.statements - before).toBe(1);
+    expect(writer.pending).toBe(0);
+    expect(await counter('federation_heartbeat_flushes_total', { result: 'ok' })).toBe(1);
+    expect(await counter('federation_heartbeats_written_total')).toBe(3);
+    expect(await row(slugs[2] as string)).toMatchObject({
+      version: 'v299',
+      reported_health: 'degraded',
+      interval_s: 5,
+      source: 'heartbeat',
+    });
+    expect(await row(slugs[0] as string)).toMatchObject({ version: 'v297', reported_health: 'ok' });
+    expect(new Date((await row(slugs[2] as string))?.last_heartbeat_at as string).getTime()).toBe(
+      clock.now().getTime(),
+    );
+  });
+
+  it('never lets an older heartbeat overwrite a newer one', async () => {
+    const { clock, writer } = makeWriter();
+    const slug = slugOf('order');
+    const newer = clock.now();
+    writer.enqueue(hb(slug, { version: 'new' }), newer);
+    writer.enqueue(hb(slug, { version: 'older-in-buffer' }), new Date(newer.getTime() - 1000));
+    await writer.flush();
+    expect((await row(slug))?.version).toBe('new');
+    writer.enqueue(hb(slug, { version: 'older-in-db' }), new Date(newer.getTime() - 500));
+    await writer.flush();
+    expect((await row(slug))?.version).toBe('new');
+  });
+
+  it('refuses and counts new projects when the buffer is full, but still takes known ones', async () => {
+    const { clock, writer, counter } = makeWriter({ bufferMax: 2 });
+    const [a, b, c] = [slugOf('full'), slugOf('full'), slugOf('full')];
+    expect(writer.enqueue(hb(a), clock.now())).toBe(true);
+    expect(writer.enqueue(hb(b), clock.now())).toBe(true);
+    expect(writer.enqueue(hb(c), clock.now())).toBe(false);
+    expect(writer.enqueue(hb(a, { version: '2' }), clock.now())).toBe(true);
+    expect(await counter('federation_heartbeats_rejected_total', { reason: 'buffer_full' })).toBe(1);
+    await writer.flush();
+    expect(writer.enqueue(hb(c), clock.now())).toBe(true);
+  });
+
+  it('with auto-register off, updates known projects and counts unknown ones', async () => {
+    const { clock, writer, counter } = makeWriter({ autoRegister: false });
+    const known = slugOf('known');
+    await query(
+      handle.db,
+      sql`insert into projects (slug, name, hub_url, mesh_namespace) values (${known}, 'K', 'http://k', 'hub.k')`,
+    );
+    writer.enqueue(hb(known, { version: '9' }), clock.now());
+    writer.enqueue(hb(slugOf('stranger')), clock.now());
+    writer.enqueue(hb(slugOf('stranger')), clock.now());
+    await writer.flush();
+    expect(await row(known)).toMatchObject({ version: '9', source: 'api' });
+    expect(await counter('federation_heartbeats_rejected_total', { reason: 'unknown_project' })).toBe(2);
+    expect(await counter('federation_heartbeats_written_total')).toBe(1);
+  });
+
+  it('keeps the latest heartbeat per project while the database is down and writes it on recovery', async () => {
+    const { clock, writer, state } = makeWriter({ flushIntervalMs: 5 });
+    const slug = slugOf('outage');
+    state.down = true;
+    writer.enqueue(hb(slug, { version: '1' }), clock.now());
+    await expect(writer.flush()).rejects.toThrow(/ECONNREFUSED/);
+    clock.advance(1000);
+    writer.enqueue(hb(slug, { version: '2' }), clock.now());
+    expect(writer.pending).toBe(1);
+    const health = writer.health();
+    expect(health).toMatchObject({ status: 'degraded', pending: 1 });
+    expect(String(health.last_error)).toMatch(/ECONNREFUSED/);
+    state.down = false;
+    // The background retry (with backoff) writes it without a manual flush.
+    for (let i = 0; i < 200 && writer.pending > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(writer.pending).toBe(0);
+    expect((await row(slug))?.version).toBe('2');
+    expect(writer.health().status).toBe('ok');
+  });
+
+  it('writes on its own within the flush interval', async () => {
+    const { clock, writer } = makeWriter({ flushIntervalMs: 20 });
+    const slug = slugOf('timer');
+    writer.enqueue(hb(slug), clock.now());
+    for (let i = 0; i < 100 && !(await row(slug)); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await row(slug)).toBeDefined();
+    await writer.close();
+  });
+
+  it('hands integrations over only when they change or have not been refreshed for a while', async () => {
+    const batches: Array<Parameters<IntegrationsSink>[0]> = [];
+    const { clock, writer } = makeWriter({ sinks: [(b) => void batches.push(b)] });
+    const slug = slugOf('integr');
+    const integrations = [{ to: 'other', kind: 'api' as const }];
+    const beat = async (list = integrations) => {
+      writer.enqueue(hb(slug, { integrations: list }), clock.now());
+      await writer.flush();
+    };
+    await beat();
+    expect(batches).toHaveLength(1);
+    expect(batches[0]?.[0]).toMatchObject({ slug, integrations });
+    clock.advance(1000);
+    await beat();
+    await beat();
+    expect(batches).toHaveLength(1);
+    await beat([{ to: 'other', kind: 'queue' }]);
+    expect(batches).toHaveLength(2);
+    clock.advance(INTEGRATIONS_REFRESH_MS + 1);
+    await beat([{ to: 'other', kind: 'queue' }]);
+    expect(batches).toHaveLength(3);
+    writer.enqueue(hb(slug), clock.now());
+    await writer.flush();
+    expect(batches).toHaveLength(3);
+  });
+});

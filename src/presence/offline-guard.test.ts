@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../clock.ts';
+import { MASS_OFFLINE_MIN, type NatsView, PresenceOfflineGuard } from './offline-guard.ts';
+
+const OFFLINE_S = 90;
+
+function setup(nats: Partial<NatsView> = {}) {
+  const clock = new ManualClock(Date.parse('2025-01-01T00:00:00Z'));
+  const view = { enabled: false, connected: false, since: clock.now(), ...nats };
+  const guard = new PresenceOfflineGuard({ startedAt: clock.now(), offlineAfterS: OFFLINE_S, nats: view });
+  return { clock, view, guard };
+}
+
+describe('PresenceOfflineGuard: mass offline', () => {
+  it('holds when more than half of the live projects, and at least 10, would go offline', () => {
+    const { clock, guard } = setup();
+    guard.observe({ pending: 11, live: 20 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(true);
+    expect(guard.health(clock.now())).toMatchObject({ status: 'degraded', mass_offline: { pending: 11 } });
+  });
+
+  it('does not hold for a few projects or for less than half', () => {
+    const { clock, guard } = setup();
+    guard.observe({ pending: MASS_OFFLINE_MIN - 1, live: MASS_OFFLINE_MIN }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(false);
+    guard.observe({ pending: 50, live: 100 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(false);
+    expect(guard.health(clock.now()).status).toBe('ok');
+  });
+
+  it('releases after one offline threshold and does not re-arm for the same event', () => {
+    const { clock, guard } = setup();
+    guard.observe({ pending: 30, live: 40 }, clock.now());
+    clock.advance(OFFLINE_S * 1000 - 1);
+    guard.observe({ pending: 30, live: 40 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(true);
+    clock.advance(1);
+    expect(guard.state(clock.now()).holdAll).toBe(false);
+    guard.observe({ pending: 30, live: 40 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(false);
+    // Still the same event (the flips have not applied yet): no new hold.
+    clock.advance(500);
+    guard.observe({ pending: 30, live: 40 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(false);
+    expect(guard.health(clock.now()).status).toBe('ok');
+    // The flips applied; a later mass event is held again.
+    guard.observe({ pending: 0, live: 10 }, clock.now());
+    clock.advance(60_000);
+    guard.observe({ pending: 12, live: 15 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(true);
+  });
+
+  it('ends the hold early when the silent projects come back', () => {
+    const { clock, guard } = setup();
+    guard.observe({ pending: 30, live: 40 }, clock.now());
+    clock.advance(10_000);
+    guard.observe({ pending: 2, live: 40 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(false);
+  });
+});
+
+describe('PresenceOfflineGuard: NATS', () => {
+  it('pauses offline flips while NATS is enabled and disconnected, and says why', () => {
+    const { clock, view, guard } = setup({ enabled: true, connected: true });
+    expect(guard.state(clock.now()).holdAll).toBe(false);
+    expect(guard.health(clock.now()).status).toBe('ok');
+    view.connected = false;
+    view.since = clock.now();
+    expect(guard.state(clock.now()).holdAll).toBe(true);
+    const health = guard.health(clock.now());
+    expect(health.status).toBe('degraded');
+    expect(String(health.reason)).toMatch(/NATS disconnected/);
+  });
+
+  it('ends by itself on reconnect, counting silence only from the reconnect', () => {
+    const { clock, view, guard } = setup({ enabled: true, connected: false });
+    clock.advance(300_000);
+    view.connected = true;
+    view.since = clock.now();
+    const state = guard.state(clock.now());
+    expect(state.holdAll).toBe(false);
+    expect(state.heardSince).toEqual(clock.now());
+  });
+
+  it('never holds when NATS is disabled', () => {
+    const { clock, guard } = setup({ enabled: false, connected: false });
+    expect(guard.state(clock.now())).toEqual({ heardSince: clock.now(), holdAll: false });
+  });
+});

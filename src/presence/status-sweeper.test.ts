@@ -1,0 +1,151 @@
+import { sql } from 'drizzle-orm';
+import type { FastifyBaseLogger } from 'fastify';
+import pino from 'pino';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { CatalogService, type Transition } from '../catalog/catalog-service.ts';
+import { ManualClock } from '../clock.ts';
+import { type DatabaseHandle, openDatabase, query } from '../db/connection.ts';
+import { PresenceOfflineGuard } from './offline-guard.ts';
+import { StatusSweeper } from './status-sweeper.ts';
+
+const log = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
+const thresholds = { degradedAfterS: 45, offlineAfterS: 90 };
+
+let handle: DatabaseHandle;
+let clock: ManualClock;
+let catalog: CatalogService;
+let sweeper: StatusSweeper;
+let published: Transition[];
+
+beforeAll(async () => {
+  handle = await openDatabase({ databaseUrl: 'memory://', dataDir: '' });
+  await handle.migrate();
+});
+afterAll(async () => {
+  await handle.close();
+});
+
+beforeEach(async () => {
+  await query(handle.db, sql`delete from projects`);
+  clock = new ManualClock(Date.parse('2025-03-01T00:00:00Z'));
+  catalog = new CatalogService({ db: handle.db, clock, thresholds });
+  const guard = new PresenceOfflineGuard({
+    startedAt: clock.now(),
+    offlineAfterS: thresholds.offlineAfterS,
+    nats: { enabled: false, connected: false, since: clock.now() },
+  });
+  catalog.setGuard(guard);
+  published = [];
+  sweeper = new StatusSweeper({
+    catalog,
+    guard,
+    clock,
+    log,
+    intervalMs: 10,
+    onTransitions: (t) => void published.push(...t),
+  });
+});
+afterEach(async () => {
+  await sweeper.stop();
+});
+
+async function register(slug: string) {
+  await catalog.registerProject({ slug, name: slug, hubUrl: `http://${slug}`, meshNamespace: `hub.${slug}` });
+}
+
+const path = (ts: Transition[]) => ts.map((t) => `${t.from}>${t.to}`);
+
+describe('StatusSweeper', () => {
+  it('claims offline → online → degraded → offline, once each, and stores them', async () => {
+    await register('alpha');
+    await catalog.updateHeartbeat('alpha');
+    expect(path(await sweeper.sweepOnce())).toEqual(['offline>online']);
+    expect(await sweeper.sweepOnce()).toEqual([]);
+    clock.advance(46_000);
+    expect(path(await sweeper.sweepOnce())).toEqual(['online>degraded']);
+    clock.advance(45_000);
+    const last = await sweeper.sweepOnce();
+    expect(path(last)).toEqual(['degraded>offline']);
+    expect(last[0]?.reason).toMatch(/no heartbeat for more than 90s/);
+    expect(last[0]?.at).toEqual(clock.now());
+    expect(path(published)).toEqual(['offline>online', 'online>degraded', 'degraded>offline']);
+    const events = await query<{ from_status: string; to_status: string }>(
+      handle.db,
+      sql`select from_status, to_status from project_status_events order by id`,
+    );
+    expect(events.map((e) => `${e.from_status}>${e.to_status}`)).toEqual(path(published));
+  });
+
+  it('goes straight to degraded when the project reports it, and back to online', async () => {
+    await register('beta');
+    await catalog.updateHeartbeat('beta', { health: 'degraded' });
+    expect(path(await sweeper.sweepOnce())).toEqual(['offline>degraded']);
+    await catalog.updateHeartbeat('beta', { health: 'ok' });
+    const back = await sweeper.sweepOnce();
+    expect(path(back)).toEqual(['degraded>online']);
+  });
+
+  it('gives a start-up grace of one offline threshold for silence it could not have heard', async () => {
+    await register('gamma');
+    clock.advance(-80_000);
+    await catalog.updateHeartbeat('gamma');
+    clock.advance(80_000);
+    await sweeper.sweepOnce();
+    // 100 s of silence, but only 20 s of it since the service started.
+    clock.advance(20_000);
+    expect(path(await sweeper.sweepOnce())).toEqual([]);
+    expect((await catalog.getProject('gamma')).status).not.toBe('offline');
+    clock.advance(70_001);
+    expect(path(await sweeper.sweepOnce())).toEqual(['degraded>offline']);
+  });
+
+  it('holds a mass offline for one more threshold, then flips whoever is still silent', async () => {
+    const slugs = Array.from({ length: 12 }, (_, i) => `mass-${i}`);
+    for (const s of slugs) await register(s);
+    clock.advance(100_000); // past the start-up grace
+    for (const s of slugs) await catalog.updateHeartbeat(s);
+    expect(await sweeper.sweepOnce()).toHaveLength(12);
+    clock.advance(91_000);
+    // 12 of 12 would go offline at once: held, they stay degraded (late) in the API too.
+    const held = await sweeper.sweepOnce();
+    expect(held.every((t) => t.to === 'degraded')).toBe(true);
+    expect((await catalog.getProjects({ status: 'offline' })).projects).toHaveLength(0);
+    // Two come back during the hold.
+    clock.advance(60_000);
+    await catalog.updateHeartbeat('mass-0');
+    await catalog.updateHeartbeat('mass-1');
+    expect((await sweeper.sweepOnce()).filter((t) => t.to === 'offline')).toHaveLength(0);
+    clock.advance(31_000);
+    const flipped = await sweeper.sweepOnce();
+    expect(
+      flipped
+        .filter((t) => t.to === 'offline')
+        .map((t) => t.slug)
+        .sort(),
+    ).toEqual(slugs.slice(2).sort());
+    expect((await catalog.getProject('mass-0')).status).not.toBe('offline');
+  });
+
+  it('refuses a second start and keeps sweeping after a failed sweep', async () => {
+    let calls = 0;
+    const flaky = new StatusSweeper({
+      catalog: {
+        countPendingOffline: async () => ({ pending: 0, live: 0 }),
+        sweepStatuses: async () => {
+          calls += 1;
+          if (calls === 1) throw new Error('database went away');
+          return [];
+        },
+      },
+      guard: { observe: () => {} },
+      clock,
+      log,
+      intervalMs: 5,
+    });
+    flaky.start();
+    expect(() => flaky.start()).toThrow(/already started/);
+    for (let i = 0; i < 200 && calls < 3; i++) await new Promise((r) => setTimeout(r, 5));
+    await flaky.stop();
+    expect(calls).toBeGreaterThanOrEqual(3);
+  });
+});
