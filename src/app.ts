@@ -19,6 +19,7 @@ import { validatorCompiler } from './http/validation.ts';
 import { metricsPlugin } from './metrics/plugin.ts';
 import { NatsManager } from './nats.ts';
 import { presencePlugin } from './presence/plugin.ts';
+import { webPlugin } from './web/plugin.ts';
 
 export interface BuildAppOptions {
   config: Readonly<Config>;
@@ -101,6 +102,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     await app.register(metricsPlugin);
     await app.register(edgesPlugin);
     await app.register(fanoutPlugin);
+    await app.register(webPlugin);
 
     await nats.start(opts.natsFirstConnectWaitMs);
     await app.ready();
