@@ -55,6 +55,54 @@ export function formatRun(run: RunBody): string {
   return `${formatTable(rows)}\n\nrun ${run.id} (${run.action}) ${run.status}: ${counts}`;
 }
 
+/** fetch, with "service unreachable" as one line instead of a stack trace. */
+async function call(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
+    throw new UnreachableError(`cannot reach ${new URL(url).origin}: ${cause}`);
+  }
+}
+
+class UnreachableError extends Error {
+  override name = 'UnreachableError';
+}
+
+/** POSTs the run and polls it until done; undefined (after printing why) when the server refuses. */
+async function startAndWait(
+  base: string,
+  token: string | undefined,
+  body: object,
+): Promise<RunBody | undefined> {
+  const auth: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  const created = await call(`${base}/api/fed/actions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...auth },
+    body: JSON.stringify(body),
+  });
+  if (created.status !== 202) {
+    console.error(`federation fanout: ${await errorMessage(created)}`);
+    return undefined;
+  }
+  let run = (await created.json()) as RunBody;
+  const giveUpAt = Date.now() + run.timeout_ms + POLL_SLACK_MS;
+  while (run.status !== 'done') {
+    if (Date.now() > giveUpAt) {
+      console.error(`federation fanout: run ${run.id} is still running; see GET /api/fed/actions/${run.id}`);
+      return undefined;
+    }
+    await new Promise((r) => setTimeout(r, POLL_INTERVAL_MS));
+    const res = await call(`${base}/api/fed/actions/${encodeURIComponent(run.id)}`, { headers: auth });
+    if (!res.ok) {
+      console.error(`federation fanout: ${await errorMessage(res)}`);
+      return undefined;
+    }
+    run = (await res.json()) as RunBody;
+  }
+  return run;
+}
+
 export const fanoutCommand: Command = {
   summary: 'send an action to many projects and print their answers',
   usage: USAGE,
@@ -105,44 +153,23 @@ export const fanoutCommand: Command = {
 
     const base = (values.url ?? process.env.FEDERATION_URL ?? 'http://127.0.0.1:8001').replace(/\/$/, '');
     const token = values.token ?? process.env.FEDERATION_TOKEN;
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (token) headers.authorization = `Bearer ${token}`;
 
-    const created = await fetch(`${base}/api/fed/actions`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({
-        action,
-        targets,
-        ...(params === undefined ? {} : { params }),
-        ...(timeoutMs === undefined ? {} : { timeout_ms: timeoutMs }),
-        ...(values['include-offline'] ? { include_offline: true } : {}),
-      }),
-    });
-    if (created.status !== 202) {
-      console.error(`federation fanout: ${await errorMessage(created)}`);
+    const body = {
+      action,
+      targets,
+      ...(params === undefined ? {} : { params }),
+      ...(timeoutMs === undefined ? {} : { timeout_ms: timeoutMs }),
+      ...(values['include-offline'] ? { include_offline: true } : {}),
+    };
+    try {
+      const run = await startAndWait(base, token, body);
+      if (!run) return 1;
+      console.log(values.json ? JSON.stringify(run, null, 2) : formatRun(run));
+      return (run.counts.error ?? 0) + (run.counts.timeout ?? 0) > 0 ? 1 : 0;
+    } catch (err) {
+      if (!(err instanceof UnreachableError)) throw err;
+      console.error(`federation fanout: ${err.message}`);
       return 1;
     }
-    let run = (await created.json()) as RunBody;
-    const giveUpAt = Date.now() + run.timeout_ms + POLL_SLACK_MS;
-    while (run.status !== 'done') {
-      if (Date.now() > giveUpAt) {
-        console.error(
-          `federation fanout: run ${run.id} is still running; see GET /api/fed/actions/${run.id}`,
-        );
-        return 1;
-      }
-      await new Promise((r) => setTimeout(r, POLL_INTERVAL_MS));
-      const res = await fetch(`${base}/api/fed/actions/${encodeURIComponent(run.id)}`, {
-        headers: token ? { authorization: `Bearer ${token}` } : {},
-      });
-      if (!res.ok) {
-        console.error(`federation fanout: ${await errorMessage(res)}`);
-        return 1;
-      }
-      run = (await res.json()) as RunBody;
-    }
-    console.log(values.json ? JSON.stringify(run, null, 2) : formatRun(run));
-    return (run.counts.error ?? 0) + (run.counts.timeout ?? 0) > 0 ? 1 : 0;
   },
 };

@@ -129,9 +129,15 @@ export const fanoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags: ['fanout'],
         summary: 'Send an action to many projects at once',
-        description:
-          'Returns at once with the run (status running); poll GET /api/fed/actions/:id or follow SSE event fanout. ' +
+        description: [
+          'Returns at once with the run (status running); poll GET /api/fed/actions/:id or follow SSE event fanout.',
+          'Targets combine with AND (tags: any of them); an empty targets object is refused unless all is true;',
+          'unknown slugs, or targets matching no project, answer 400.',
           'Projects whose allow_fanout lacks the action are reported not_allowed, offline ones offline; nothing is sent to either.',
+          'The run ends when every target has answered or timeout_ms has passed: a silent project is a timeout,',
+          'a subject nobody subscribes to is an error "no responders", a reply that is not {ok,result|error} an error.',
+          '503 while NATS is disabled or disconnected.',
+        ].join(' '),
         body: FanoutCreateSchema,
         response: { 202: RunSchema, ...errorResponses(400, 401, 413, 503) },
       },
