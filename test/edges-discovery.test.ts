@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { presenceSubject } from '../src/protocol/index.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
-import { SHARED_NATS_URL } from './helpers/nats-server.ts';
+import { startNatsServer, type TestNatsServer } from './helpers/nats-server.ts';
 import { waitFor } from './helpers/wait.ts';
 
 interface EdgeBody {
@@ -28,14 +28,19 @@ const heartbeat = (slug: string, integrations: unknown[]) => ({
 describe('edges discovered from heartbeats', () => {
   let app: App;
   let nc: NatsConnection;
+  let nats: TestNatsServer;
 
+  // A server of our own: on the shared one, the presence queue group of every other test file's app
+  // would take some of these heartbeats into other databases.
   beforeAll(async () => {
-    app = await buildTestApp({ NATS_URL: SHARED_NATS_URL });
-    nc = await connect({ servers: SHARED_NATS_URL });
+    nats = await startNatsServer();
+    app = await buildTestApp({ NATS_URL: nats.url });
+    nc = await connect({ servers: nats.url });
   });
   afterAll(async () => {
     await nc?.close();
     await app?.close();
+    await nats?.destroy();
   });
 
   const edgesOf = async (slug: string): Promise<EdgeBody[]> =>
@@ -48,11 +53,15 @@ describe('edges discovered from heartbeats', () => {
   it('stores the integrations of a heartbeat published on NATS, and prunes them when the list changes', async () => {
     const [a, b, c] = [uniqueSlug('na'), uniqueSlug('nb'), uniqueSlug('nc')];
     await waitFor(() => app.nats.connected, { what: 'the service to connect to NATS' });
-    // b and c exist because their own heartbeats auto-register them.
-    for (const s of [b, c]) nc.publish(presenceSubject(s), JSON.stringify(heartbeat(s, [])));
-    await waitFor(async () => (await app.catalog.getProjectsBySlugs([b, c])).length === 2, {
-      what: 'b and c to be registered by their heartbeats',
-    });
+    // b and c exist because their own heartbeats auto-register them. Heartbeats are idempotent, so
+    // they are re-sent until seen: the service's subscription may reach the server after our first one.
+    await waitFor(
+      async () => {
+        for (const s of [b, c]) nc.publish(presenceSubject(s), JSON.stringify(heartbeat(s, [])));
+        return (await app.catalog.getProjectsBySlugs([b, c])).length === 2;
+      },
+      { what: 'b and c to be registered by their heartbeats', intervalMs: 100 },
+    );
     const unknownBefore = await skippedUnknown();
 
     nc.publish(
