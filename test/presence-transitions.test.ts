@@ -1,0 +1,118 @@
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../src/app.ts';
+import { presenceSubject, type StatusEvent, statusSubject } from '../src/protocol/index.ts';
+import { buildTestApp, uniqueSlug } from './helpers/app.ts';
+import { startNatsServer, type TestNatsServer } from './helpers/nats-server.ts';
+import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { findProject, heartbeatPayload, openEventStream } from './helpers/presence.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const OFFLINE_AFTER_S = 2.5;
+
+describe('status transitions on PostgreSQL with real NATS', () => {
+  let database: TestDatabase;
+  let nats: TestNatsServer;
+  let app: App;
+  let nc: NatsConnection;
+  let baseUrl: string;
+  let baseListeners: number;
+
+  beforeAll(async () => {
+    database = await createPostgresDatabase();
+    nats = await startNatsServer();
+    app = await buildTestApp({
+      DATABASE_URL: database.url,
+      NATS_URL: nats.url,
+      FED_DEGRADED_AFTER_S: '1',
+      FED_OFFLINE_AFTER_S: String(OFFLINE_AFTER_S),
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = app.server.address();
+    if (!address || typeof address === 'string') throw new Error('no address');
+    baseUrl = `http://127.0.0.1:${address.port}`;
+    nc = await connect({ servers: nats.url });
+    baseListeners = app.feed.listenerCount('metrics');
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await app?.close();
+    await nats?.destroy();
+    await database?.drop();
+  });
+
+  it('goes offline → online → degraded → offline, each stored, streamed on SSE and published once', async () => {
+    const slug = uniqueSlug('trans');
+    const sse = await openEventStream(`${baseUrl}/api/fed/events`);
+    expect(sse.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const published: StatusEvent[] = [];
+    const sub: Subscription = nc.subscribe(statusSubject(slug), {
+      callback: (_err, msg) => published.push(msg.json<StatusEvent>()),
+    });
+    await nc.flush();
+
+    nc.publish(presenceSubject(slug), JSON.stringify(heartbeatPayload(slug)));
+    const expected = ['offline>online', 'online>degraded', 'degraded>offline'];
+    const path = (events: Array<{ slug: string; from: string; to: string }>) =>
+      events.filter((e) => e.slug === slug).map((e) => `${e.from}>${e.to}`);
+    await waitFor(() => path(sse.statuses()).length >= 3 && path(published).length >= 3, {
+      timeoutMs: 15_000,
+      what: 'three transitions on SSE and NATS',
+    });
+    expect(path(sse.statuses())).toEqual(expected);
+    expect(path(published)).toEqual(expected);
+
+    // Offline is visible within a second of the threshold.
+    const project = await findProject(app, slug);
+    expect(project?.status).toBe('offline');
+    const offlineAt = new Date(published[2]?.at as string).getTime();
+    const threshold = new Date(project?.last_heartbeat_at as string).getTime() + OFFLINE_AFTER_S * 1000;
+    expect(offlineAt).toBeGreaterThan(threshold);
+    expect(offlineAt - threshold).toBeLessThanOrEqual(1000);
+
+    const history = (await app.inject(`/api/fed/projects/${slug}/history`)).json();
+    expect(history.slug).toBe(slug);
+    expect(history.transitions.map((t: StatusEvent) => `${t.from}>${t.to}`)).toEqual(expected);
+    expect(history.transitions.map((t: StatusEvent) => t.at)).toEqual(published.map((e) => e.at));
+    expect(history.transitions[2].reason).toMatch(/no heartbeat for more than 2.5s/);
+    for (const w of ['1h', '24h', '7d']) {
+      expect(history.uptime[w]).toBeGreaterThan(0);
+      expect(history.uptime[w]).toBeLessThan(1);
+    }
+    const limited = (await app.inject(`/api/fed/projects/${slug}/history?limit=1`)).json();
+    expect(limited.transitions).toHaveLength(1);
+    expect(limited.transitions[0].to).toBe('offline');
+
+    // Nothing was shown twice, even after a few more sweeps.
+    await waitFor(() => app.sweeper.lastSweepAt && app.sweeper.lastSweepAt.getTime() > Date.now() - 100);
+    expect(path(sse.statuses())).toEqual(expected);
+    sub.unsubscribe();
+    await sse.close();
+  });
+
+  it('forwards metrics and fan-out events from the feed to SSE clients, and cleans up on close', async () => {
+    // The stream of the test before is cleaned up once the server sees it close.
+    await waitFor(() => app.feed.listenerCount('metrics') === baseListeners, { what: 'earlier streams gone' });
+    const before = baseListeners;
+    const sse = await openEventStream(`${baseUrl}/api/fed/events`);
+    await waitFor(() => app.feed.listenerCount('metrics') === before + 1);
+    app.feed.emit('metrics', {
+      project: 'p',
+      kind: 'graph',
+      observed_at: new Date().toISOString(),
+      metrics: { nodes: 3 },
+    });
+    app.feed.emit('fanout', { id: 'run-1', status: 'running' });
+    await waitFor(() => sse.events.length >= 2, { timeoutMs: 5000 });
+    expect(sse.events.map((e) => e.event)).toEqual(['metrics', 'fanout']);
+    expect(sse.events[1]?.data).toEqual({ id: 'run-1', status: 'running' });
+    await sse.close();
+    await waitFor(() => app.feed.listenerCount('metrics') === before, { what: 'listeners removed' });
+  });
+
+  it('answers 404 for the history of an unknown project', async () => {
+    const res = await app.inject(`/api/fed/projects/${uniqueSlug('nobody')}/history`);
+    expect(res.statusCode).toBe(404);
+    expect(res.json().error).toBe('not_found');
+  });
+});
