@@ -39,6 +39,11 @@ export class StatusSweeper {
     return this.#lastSweepAt;
   }
 
+  /** Started and not yet stopped. */
+  get running(): boolean {
+    return this.#started && !this.#stopped;
+  }
+
   start(): void {
     if (this.#started) throw new Error('StatusSweeper already started');
     this.#started = true;
