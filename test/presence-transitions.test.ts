@@ -47,7 +47,9 @@ describe('status transitions on PostgreSQL with real NATS', () => {
     expect(sse.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const published: StatusEvent[] = [];
     const sub: Subscription = nc.subscribe(statusSubject(slug), {
-      callback: (_err, msg) => published.push(msg.json<StatusEvent>()),
+      callback: (_err, msg) => {
+        published.push(msg.json<StatusEvent>());
+      },
     });
     await nc.flush();
 
@@ -92,7 +94,9 @@ describe('status transitions on PostgreSQL with real NATS', () => {
 
   it('forwards metrics and fan-out events from the feed to SSE clients, and cleans up on close', async () => {
     // The stream of the test before is cleaned up once the server sees it close.
-    await waitFor(() => app.feed.listenerCount('metrics') === baseListeners, { what: 'earlier streams gone' });
+    await waitFor(() => app.feed.listenerCount('metrics') === baseListeners, {
+      what: 'earlier streams gone',
+    });
     const before = baseListeners;
     const sse = await openEventStream(`${baseUrl}/api/fed/events`);
     await waitFor(() => app.feed.listenerCount('metrics') === before + 1);

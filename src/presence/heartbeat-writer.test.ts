@@ -201,7 +201,7 @@ describe('HeartbeatWriter', () => {
     const batches: Array<Parameters<IntegrationsSink>[0]> = [];
     const { clock, writer } = makeWriter({ sinks: [(b) => void batches.push(b)] });
     const slug = slugOf('integr');
-    const integrations = [{ to: 'other', kind: 'api' as const }];
+    const integrations: NonNullable<Heartbeat['integrations']> = [{ to: 'other', kind: 'api' }];
     const beat = async (list = integrations) => {
       writer.enqueue(hb(slug, { integrations: list }), clock.now());
       await writer.flush();
