@@ -11,6 +11,7 @@ offline detection delay past the threshold, and the seed's per-message path on t
 Prints readable lines; the last line is one JSON object. See bench/README.md.
 
   --quick              shorter phases (finishes in under 45 s)
+  --stages             instead, measure each stage of the heartbeat path alone (to find a bottleneck)
   --projects N         distinct projects in the load (default 10000)
   --rounds N           measured heartbeats per project through the service (default 60, quick 15)
   --baseline-rounds N  heartbeats per project through the per-message baseline (default 3, quick 1)
@@ -24,6 +25,7 @@ Prints readable lines; the last line is one JSON object. See bench/README.md.
       args: argv,
       options: {
         quick: { type: 'boolean', default: false },
+        stages: { type: 'boolean', default: false },
         projects: { type: 'string' },
         rounds: { type: 'string' },
         'baseline-rounds': { type: 'string' },
@@ -55,6 +57,12 @@ Prints readable lines; the last line is one JSON object. See bench/README.md.
     if (postgres) opts.postgresAdminUrl = postgres;
     if (values['nats-url']) opts.natsUrl = values['nats-url'];
     try {
+      if (values.stages) {
+        const { runStages } = await import('../../bench/stages.ts');
+        console.log('presence stages, each alone:');
+        console.log(JSON.stringify(await runStages(opts)));
+        return 0;
+      }
       const result = await runPresenceBench(opts);
       console.log(JSON.stringify(result));
       return 0;

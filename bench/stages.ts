@@ -1,0 +1,152 @@
+/**
+ * Each stage of the heartbeat path measured alone, to find the one that limits ingestion:
+ * NATS receive (plain queue subscription), check (decode + JSON.parse + schema), the intake as a whole
+ * without NATS, and the writer's batched flush into PostgreSQL.
+ */
+import { Worker } from 'node:worker_threads';
+import { connect } from '@nats-io/transport-node';
+import { buildApp } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { checkHeartbeatMessage } from '../src/presence/heartbeat-check.ts';
+import { createDatabase, type NatsHandle, startNatsServer, until } from './bench-infra.ts';
+import type { PublishJob, PublishResult } from './publisher-thread.ts';
+import { slugOf } from './publisher-thread.ts';
+
+export interface StageResult {
+  check_per_s: number;
+  intake_per_s: number;
+  nats_receive_per_s: number;
+  flush_rows_per_s: number;
+  flush_10k_ms: number;
+}
+
+function runPublisher(job: PublishJob): Promise<PublishResult> {
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const entry = new URL('./publisher-thread.ts', import.meta.url).href;
+  const source = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry)});`;
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(source, { eval: true, workerData: job });
+    worker.once('message', (m: { ok: true; result: PublishResult } | { ok: false; error: string }) => {
+      void worker.terminate();
+      if (m.ok) resolve(m.result);
+      else reject(new Error(`publisher: ${m.error}`));
+    });
+    worker.once('error', reject);
+  });
+}
+
+function payloads(projects: number): Array<[string, Uint8Array]> {
+  const enc = new TextEncoder();
+  const ts = new Date().toISOString();
+  return Array.from({ length: projects }, (_, i) => {
+    const slug = slugOf('bench-load', i);
+    return [
+      slug,
+      enc.encode(
+        `{"project_slug":"${slug}","hub_url":"http://${slug}.bench.invalid:8000","mesh_namespace":"hub.${slug}","tags":["bench"],"timestamp":"${ts}","version":"r1"}`,
+      ),
+    ];
+  });
+}
+
+export async function runStages(opts: {
+  postgresAdminUrl: string;
+  log: (l: string) => void;
+}): Promise<StageResult> {
+  const line = opts.log;
+  const msgs = payloads(10_000);
+
+  // Check: what every message costs before it reaches the writer.
+  let t = performance.now();
+  let n = 0;
+  for (let r = 0; r < 20; r++) for (const [slug, data] of msgs) if (checkHeartbeatMessage(slug, data).ok) n++;
+  const checkRate = n / ((performance.now() - t) / 1000);
+  line(`  check (decode + JSON.parse + schema + subject): ${Math.round(checkRate)}/s`);
+
+  let nats: NatsHandle | undefined;
+  const database = await createDatabase(opts.postgresAdminUrl);
+  try {
+    nats = await startNatsServer();
+    const natsUrl = nats.url;
+
+    // NATS receive alone: a queue subscription that only counts, fed by the publisher thread.
+    const consumed = new SharedArrayBuffer(4);
+    const view = new Int32Array(consumed);
+    const nc = await connect({ servers: natsUrl });
+    let got = 0;
+    nc.subscribe('hub.presence.*', {
+      queue: 'federation',
+      callback: () => {
+        got++;
+        Atomics.store(view, 0, got);
+      },
+    });
+    await nc.flush();
+    const pub = await runPublisher({
+      natsUrl,
+      prefix: 'bench-load',
+      projects: 10_000,
+      firstRound: 1,
+      rounds: 30,
+      window: 10_000,
+      consumed,
+    });
+    const recvDone = await until(() => got >= pub.published, 'the plain subscriber', 60_000, 1);
+    const natsRate = pub.published / ((recvDone - pub.startedAt) / 1000);
+    line(`  NATS receive alone (queue subscription, counting only): ${Math.round(natsRate)}/s`);
+    await nc.close();
+
+    const config = loadConfig({
+      DATABASE_URL: database.url,
+      NATS_URL: 'none',
+      FED_PROJECTS_FILE: 'none',
+      LOG_LEVEL: 'silent',
+    });
+    const app = await buildApp({ config, logger: false });
+    try {
+      // Register the projects, then time the writer's batched flushes of 10k projects each.
+      const stamp = () => new Date();
+      for (const [slug, data] of msgs) app.heartbeatIntake.fromNats(`hub.presence.${slug}`, data);
+      await app.heartbeatWriter.flush();
+      const flushTimes: number[] = [];
+      for (let r = 0; r < 5; r++) {
+        const now = stamp();
+        for (const [, data] of msgs) {
+          const hb = JSON.parse(new TextDecoder().decode(data));
+          app.heartbeatWriter.enqueue(hb, now);
+        }
+        t = performance.now();
+        await app.heartbeatWriter.flush();
+        flushTimes.push(performance.now() - t);
+      }
+      flushTimes.sort((a, b) => a - b);
+      const flushMs = flushTimes[2] as number;
+      line(
+        `  writer flush of 10,000 projects into PostgreSQL: median ${Math.round(flushMs)} ms = ${Math.round(10_000 / (flushMs / 1000))} rows/s`,
+      );
+
+      // Intake without NATS: check + enqueue (+ the writer's flushes that run meanwhile).
+      t = performance.now();
+      n = 0;
+      for (let r = 0; r < 20; r++) {
+        for (const [slug, data] of msgs) if (app.heartbeatIntake.fromNats(`hub.presence.${slug}`, data)) n++;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await app.heartbeatWriter.flush();
+      const intakeRate = n / ((performance.now() - t) / 1000);
+      line(`  intake without NATS (check + enqueue + flushes): ${Math.round(intakeRate)}/s`);
+      return {
+        check_per_s: Math.round(checkRate),
+        intake_per_s: Math.round(intakeRate),
+        nats_receive_per_s: Math.round(natsRate),
+        flush_rows_per_s: Math.round(10_000 / (flushMs / 1000)),
+        flush_10k_ms: Math.round(flushMs),
+      };
+    } finally {
+      await app.close();
+    }
+  } finally {
+    await database.drop().catch(() => {});
+    await nats?.close();
+  }
+}
