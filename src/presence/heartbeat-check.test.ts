@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_HEARTBEAT_BYTES } from '../protocol/index.ts';
+import { checkHeartbeatMessage, checkHeartbeatValue } from './heartbeat-check.ts';
+
+const good = {
+  project_slug: 'alpha',
+  hub_url: 'http://alpha:8000',
+  mesh_namespace: 'hub.alpha',
+  timestamp: '2025-01-01T00:00:00Z',
+};
+const bytes = (v: unknown) => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
+
+describe('checkHeartbeatMessage', () => {
+  it('accepts a valid heartbeat on its own subject, ignoring unknown fields', () => {
+    const r = checkHeartbeatMessage('alpha', bytes({ ...good, extra: 1, health: 'degraded', interval_s: 5 }));
+    expect(r.ok).toBe(true);
+  });
+
+  it.each([
+    ['oversize', bytes({ ...good, pad: 'x'.repeat(MAX_HEARTBEAT_BYTES) })],
+    ['not_json', bytes('{nope')],
+    ['not_json', new Uint8Array([0xff, 0xfe, 0x7b])],
+    ['invalid', bytes({ ...good, project_slug: undefined })],
+    ['invalid', bytes({ ...good, project_slug: 'Alpha!' })],
+    ['invalid', bytes({ ...good, project_slug: 'a'.repeat(51) })],
+    ['invalid', bytes({ ...good, health: 'sick' })],
+    ['invalid', bytes({ ...good, interval_s: 0 })],
+    ['invalid', bytes({ ...good, integrations: [{ to: 'b', kind: 'telepathy' }] })],
+    ['invalid', bytes('null')],
+    ['subject_mismatch', bytes({ ...good, project_slug: 'beta' })],
+  ])('rejects %s', (reason, data) => {
+    const r = checkHeartbeatMessage('alpha', data);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toBe(reason);
+  });
+});
+
+describe('checkHeartbeatValue', () => {
+  it('names the failing field', () => {
+    const r = checkHeartbeatValue({ ...good, hub_url: 'ftp://x' });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.message).toMatch(/hub_url/);
+  });
+});
