@@ -1,7 +1,6 @@
 import {
   Background,
   Controls,
-  type Edge,
   MarkerType,
   MiniMap,
   type NodeHandle,
@@ -14,17 +13,28 @@ import { type FormEvent, type ReactNode, useEffect, useMemo, useRef, useState } 
 import { type GraphEdge, PROJECT_STATUSES, type ProjectStatus } from './api.ts';
 import { AuditControl } from './audit-control.tsx';
 import { formatTime } from './format.ts';
+import { KindEdge, type KindEdgeType } from './kind-edge.tsx';
 import { layoutGraph, NODE_HEIGHT, NODE_WIDTH } from './layout.ts';
 import { NowContext, ProjectNode, type ProjectNodeType } from './project-node.tsx';
 import { ProjectPanel } from './project-panel.tsx';
 import { type Federation, type ProjectView, useFederation } from './use-federation.ts';
 
 const nodeTypes = { project: ProjectNode };
+const edgeTypes = { kind: KindEdge };
 /** Handles are declared, not measured: with thousands of cards, measuring each would cost a layout pass. */
 const HANDLES: NodeHandle[] = [
   { type: 'target', position: Position.Left, x: 0, y: NODE_HEIGHT / 2, width: 1, height: 1 },
   { type: 'source', position: Position.Right, x: NODE_WIDTH - 1, y: NODE_HEIGHT / 2, width: 1, height: 1 },
 ];
+/** Kept in step with the .edge-kind-* strokes in styles.css. */
+const EDGE_COLORS: Record<string, string> = {
+  api: '#2f5bd3',
+  queue: '#7b3fc4',
+  event: '#0f8a8a',
+  'shared-schema': '#a86400',
+  library: '#6b7686',
+  default: '#8a96a8',
+};
 /** Past this many projects the mini-map (an SVG rect per project) costs more than it helps. */
 const MINIMAP_MAX_NODES = 2_000;
 const NOW_TICK_MS = 5_000;
@@ -135,21 +145,27 @@ function Flow({
     return { nodes, visible };
   }, [fed.projects, positions, filters, selected]);
 
-  const edges = useMemo<Edge[]>(() => {
+  const edges = useMemo<KindEdgeType[]>(() => {
     const known = new Set(fed.projects.map((p) => p.slug));
     return fed.edges
       .filter((e) => known.has(e.from) && known.has(e.to))
       .map((e) => ({
         id: `edge-${e.id}`,
+        type: 'kind' as const,
         source: e.from,
         target: e.to,
-        label: e.kind,
+        data: { kind: e.kind, strength: e.strength },
         hidden: !visible.has(e.from) || !visible.has(e.to),
         className: `edge-kind-${e.kind}`,
         style: { strokeWidth: edgeWidth(e.strength) },
-        markerEnd: { type: MarkerType.ArrowClosed, width: 14, height: 14 },
-        labelBgPadding: [6, 3] as [number, number],
-        labelBgBorderRadius: 4,
+        // Sized in pixels, not in stroke widths, so a strong (wide) edge does not get a huge arrow.
+        markerEnd: {
+          type: MarkerType.ArrowClosed,
+          width: 18,
+          height: 18,
+          markerUnits: 'userSpaceOnUse',
+          color: EDGE_COLORS[e.kind] ?? EDGE_COLORS.default,
+        },
         focusable: false,
         ariaLabel: `${e.from} ${e.kind} ${e.to}`,
         domAttributes: { 'data-kind': e.kind } as Record<string, string>,
@@ -164,15 +180,21 @@ function Flow({
     if (firstFilter.current === filterKey) return;
     firstFilter.current = filterKey;
     if (visible.size === 0) return;
-    void fitView({ nodes: [...visible].slice(0, 500).map((id) => ({ id })), duration: 250, maxZoom: 1.2 });
+    // Animating re-renders every card on screen each frame: only worth it for small graphs.
+    void fitView({
+      nodes: [...visible].slice(0, 500).map((id) => ({ id })),
+      duration: fed.projects.length > 300 ? 0 : 250,
+      maxZoom: 1.2,
+    });
   }, [filterKey]);
 
   const many = fed.projects.length > MINIMAP_MAX_NODES;
   return (
-    <ReactFlow<ProjectNodeType>
+    <ReactFlow<ProjectNodeType, KindEdgeType>
       nodes={nodes}
       edges={edges}
       nodeTypes={nodeTypes}
+      edgeTypes={edgeTypes}
       onNodeClick={(_e, node) => onSelect(node.id)}
       onPaneClick={() => onSelect(undefined)}
       onlyRenderVisibleElements
