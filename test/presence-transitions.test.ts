@@ -114,6 +114,25 @@ describe('status transitions on PostgreSQL with real NATS', () => {
     await waitFor(() => app.feed.listenerCount('metrics') === before, { what: 'listeners removed' });
   });
 
+  it('shows an HTTP heartbeat in the API within 250 ms', async () => {
+    const latencies: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const slug = uniqueSlug('visible');
+      const t0 = performance.now();
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/fed/heartbeats',
+        payload: heartbeatPayload(slug),
+      });
+      expect(res.statusCode).toBe(202);
+      await waitFor(async () => (await findProject(app, slug))?.status === 'online', { intervalMs: 5 });
+      latencies.push(performance.now() - t0);
+    }
+    latencies.sort((a, b) => a - b);
+    // The median, so that one scheduling hiccup of a busy test machine does not decide.
+    expect(latencies[2]).toBeLessThanOrEqual(250);
+  });
+
   it('answers 404 for the history of an unknown project', async () => {
     const res = await app.inject(`/api/fed/projects/${uniqueSlug('nobody')}/history`);
     expect(res.statusCode).toBe(404);
