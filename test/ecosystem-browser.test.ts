@@ -192,15 +192,16 @@ describe('ecosystem view in Chromium', () => {
   });
 
   it('shows a status change pushed over SSE without reloading the page', async () => {
+    // These callbacks run in the page; the test's own tsconfig has no DOM types, hence globalThis.
     await page.evaluate(() => {
-      (window as unknown as { stillSamePage: boolean }).stillSamePage = true;
+      (globalThis as unknown as { stillSamePage: boolean }).stillSamePage = true;
     });
     await node(gamma.slug).locator('.status[data-status="offline"]').waitFor();
     await heartbeat(gamma, '0.9.0');
     await node(gamma.slug).locator('.status[data-status="online"]').waitFor({ timeout: 10_000 });
-    expect(await page.evaluate(() => (window as unknown as { stillSamePage?: boolean }).stillSamePage)).toBe(
-      true,
-    );
+    expect(
+      await page.evaluate(() => (globalThis as unknown as { stillSamePage?: boolean }).stillSamePage),
+    ).toBe(true);
     expect(await page.locator('[data-testid="summary"]').textContent()).toMatch(/2 online.*1 offline/);
   });
 
@@ -214,7 +215,12 @@ describe('ecosystem view in Chromium', () => {
     expect(await page.locator('.run-summary [data-outcome="not_allowed"]').textContent()).toBe(
       'not allowed 1',
     );
-    expect(await page.evaluate(() => sessionStorage.getItem('federation.adminToken'))).toBe(ADMIN);
+    const stored = await page.evaluate(() =>
+      (
+        globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }
+      ).sessionStorage.getItem('federation.adminToken'),
+    );
+    expect(stored).toBe(ADMIN);
     expect(pageErrors).toEqual([]);
   });
 });
