@@ -54,11 +54,25 @@ describe('graceful shutdown', () => {
     }
   });
 
-  it('stops the sweeper and the heartbeat subscription when closing', async () => {
+  it('stops the sweeper when closing', async () => {
     const app = await buildTestApp({ DATABASE_URL: database.url, NATS_URL: nats.url });
     await waitFor(() => app.sweeper.lastSweepAt !== undefined, { what: 'a first sweep' });
     expect(app.sweeper.running).toBe(true);
     await app.close();
     expect(app.sweeper.running).toBe(false);
+  });
+
+  it('ends open SSE streams so that closing does not hang', async () => {
+    const app = await buildTestApp({ DATABASE_URL: database.url, NATS_URL: 'none' });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = app.server.address();
+    if (!address || typeof address === 'string') throw new Error('no address');
+    const res = await fetch(`http://127.0.0.1:${address.port}/api/fed/events`);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    await app.close();
+    let done = false;
+    while (!done) done = (await reader.read()).done;
+    expect(done).toBe(true);
   });
 });
