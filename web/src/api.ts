@@ -125,7 +125,7 @@ async function request<T>(
     });
   } catch (err) {
     if ((err as Error).name === 'AbortError') throw err;
-    throw new ApiError(0, 'the Federation API is unreachable');
+    throw new ApiError(0, 'the server did not answer');
   }
   const text = await res.text();
   let body: unknown;

@@ -354,7 +354,12 @@ export function EcosystemView() {
         {fed.needsReadToken && <TokenPrompt onSave={fed.saveReadToken} />}
         {unreachable && (
           <div className="banner banner-error" role="alert">
-            <strong>Cannot reach the Federation API</strong>: {fed.error?.message}.{' '}
+            <strong>
+              {fed.error?.status
+                ? `The Federation API answered ${fed.error.status}`
+                : 'Cannot reach the Federation API'}
+            </strong>
+            : {fed.error?.message}.{' '}
             {fed.fetchedAt
               ? `Showing what was known at ${formatTime(new Date(fed.fetchedAt).toISOString())}; retrying.`
               : 'Retrying.'}{' '}
