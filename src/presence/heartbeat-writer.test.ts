@@ -127,6 +127,37 @@ describe('HeartbeatWriter', () => {
     );
   });
 
+  it('registers from the payload, and only moves the address of projects that heartbeats registered', async () => {
+    const { clock, writer } = makeWriter();
+    const fromApi = slugOf('api');
+    const fromBeat = slugOf('beat');
+    await query(
+      handle.db,
+      sql`insert into projects (slug, name, hub_url, mesh_namespace, source) values (${fromApi}, 'Api', 'http://api', 'hub.api', 'api')`,
+    );
+    writer.enqueue(hb(fromBeat, { name: 'Beat', tags: ['edge', 'eu'] }), clock.now());
+    writer.enqueue(hb(fromApi, { hub_url: 'http://elsewhere' }), clock.now());
+    await writer.flush();
+    clock.advance(1000);
+    writer.enqueue(hb(fromBeat, { hub_url: 'http://moved:9000' }), clock.now());
+    await writer.flush();
+    const rows = await query<{ slug: string; name: string; hub_url: string; tags: string[]; source: string }>(
+      handle.db,
+      sql`select slug, name, hub_url, tags, source from projects where slug in (${fromApi}, ${fromBeat}) order by slug`,
+    );
+    expect(rows.find((r) => r.slug === fromApi)).toMatchObject({
+      name: 'Api',
+      hub_url: 'http://api',
+      source: 'api',
+    });
+    expect(rows.find((r) => r.slug === fromBeat)).toMatchObject({
+      name: 'Beat',
+      hub_url: 'http://moved:9000',
+      tags: ['edge', 'eu'],
+      source: 'heartbeat',
+    });
+  });
+
   it('never lets an older heartbeat overwrite a newer one', async () => {
     const { clock, writer } = makeWriter();
     const slug = slugOf('order');
