@@ -199,6 +199,7 @@ describe('ecosystem view in Chromium', () => {
     await node(gamma.slug).locator('.status[data-status="offline"]').waitFor();
     await heartbeat(gamma, '0.9.0');
     await node(gamma.slug).locator('.status[data-status="online"]').waitFor({ timeout: 10_000 });
+    expect(await node(gamma.slug).textContent()).toMatch(/♥ \d+s ago/);
     expect(
       await page.evaluate(() => (globalThis as unknown as { stillSamePage?: boolean }).stillSamePage),
     ).toBe(true);

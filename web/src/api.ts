@@ -64,7 +64,6 @@ export interface FanoutRun {
   action: string;
   status: 'running' | 'done';
   counts: Record<FanoutOutcome, number>;
-  targets?: number;
   results?: Array<{ slug: string; outcome: FanoutOutcome; error?: string; duration_ms?: number }>;
 }
 

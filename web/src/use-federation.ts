@@ -38,7 +38,9 @@ export interface Federation {
   onFanout: (listener: (run: Partial<FanoutRun> & { id: string }) => void) => () => void;
 }
 
-type Patch = { kind: 'status'; event: StatusEvent } | { kind: 'metrics'; event: MetricsEvent };
+type Patch =
+  | { kind: 'status'; event: StatusEvent; receivedAt: number }
+  | { kind: 'metrics'; event: MetricsEvent; receivedAt: number };
 
 function toView(node: GraphNode, fetchedAt: number): ProjectView {
   let beatAt: number | null = null;
@@ -61,7 +63,10 @@ function applyPatches(projects: ProjectView[], patches: Patch[]): ProjectView[] 
     const current = i === undefined ? undefined : next[i];
     if (i === undefined || !current) continue;
     if (patch.kind === 'status') {
-      next[i] = { ...current, status: patch.event.to, status_changed_at: patch.event.at };
+      const { from, to, at } = patch.event;
+      // Coming back from offline takes a fresh heartbeat (the status rule), so its age is about zero.
+      const beatAt = from === 'offline' && to !== 'offline' ? patch.receivedAt : current.beatAt;
+      next[i] = { ...current, status: to, status_changed_at: at, beatAt };
     } else {
       const metrics = { ...(current.metrics ?? {}) };
       for (const [name, value] of Object.entries(patch.event.metrics)) {
@@ -195,11 +200,11 @@ export function useFederation(): Federation {
       });
       es.addEventListener('status', (e) => {
         const event = parse<StatusEvent>(e);
-        if (event?.slug && event.to) enqueue({ kind: 'status', event });
+        if (event?.slug && event.to) enqueue({ kind: 'status', event, receivedAt: Date.now() });
       });
       es.addEventListener('metrics', (e) => {
         const event = parse<MetricsEvent>(e);
-        if (event?.project && event.metrics) enqueue({ kind: 'metrics', event });
+        if (event?.project && event.metrics) enqueue({ kind: 'metrics', event, receivedAt: Date.now() });
       });
       es.addEventListener('fanout', (e) => {
         const run = parse<Partial<FanoutRun> & { id: string }>(e);
