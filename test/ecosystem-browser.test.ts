@@ -189,6 +189,14 @@ describe('ecosystem view in Chromium', () => {
     await panel.getByText(beta.name).waitFor();
     await panel.getByText(/uptime 1h/).waitFor();
     await page.screenshot({ path: SCREENSHOT });
+
+    // Keyboard: Escape closes the panel, Enter on a focused card opens it.
+    await page.keyboard.press('Escape');
+    await panel.waitFor({ state: 'detached' });
+    await node(gamma.slug).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('complementary', { name: `Details of ${gamma.name}` }).waitFor();
+    await page.keyboard.press('Escape');
   });
 
   it('shows a status change pushed over SSE without reloading the page', async () => {

@@ -196,6 +196,10 @@ function Flow({
       nodeTypes={nodeTypes}
       edgeTypes={edgeTypes}
       onNodeClick={(_e, node) => onSelect(node.id)}
+      // Selection stays ours; this only catches keyboard selection (Tab to a card, then Enter).
+      onNodesChange={(changes) => {
+        for (const c of changes) if (c.type === 'select' && c.selected) onSelect(c.id);
+      }}
       onPaneClick={() => onSelect(undefined)}
       onlyRenderVisibleElements
       nodesDraggable={false}

@@ -144,7 +144,7 @@ export function ProjectPanel({
                   {outgoing ? '→' : '←'} <strong>{names.get(other) ?? other}</strong>{' '}
                   <span className="muted">
                     {e.kind}
-                    {typeof e.strength === 'number' ? ` · ${e.strength}` : ''} · {e.source}
+                    {typeof e.strength === 'number' ? ` · strength ${e.strength}` : ''} · source {e.source}
                   </span>
                 </li>
               );
