@@ -55,12 +55,13 @@ export function benchDefaults(quick: boolean): Omit<BenchOptions, 'log'> {
     baselineRounds: quick ? 1 : 3,
     baselineMaxS: quick ? 6 : 20,
     window: 10_000,
-    probeLoops: 4,
+    probeLoops: 2,
     probeProjects: 100,
     offlineVictims: quick ? 100 : 300,
     offlineKeepers: quick ? 150 : 400,
     offlineAfterS: 2,
-    degradedAfterS: 1,
+    // Lateness-based degraded off: the pauses between phases would otherwise flip the whole load twice.
+    degradedAfterS: 0,
     postgresAdminUrl: DEFAULT_POSTGRES_ADMIN_URL,
   };
 }
@@ -162,7 +163,8 @@ async function probeOnce(
       res.statusCode === 200 ? (res.json() as { last_heartbeat_at: string | null }).last_heartbeat_at : null;
     if (seen !== null && seen !== before) return { ms: performance.now() - t0, seen };
     if (performance.now() - t0 > 10_000) return { ms: Number.POSITIVE_INFINITY, seen: before };
-    await sleep(5);
+    // Every request is served by the app's own event loop, so poll gently (10 ms resolution).
+    await sleep(10);
   }
 }
 
@@ -199,14 +201,91 @@ async function runProbes(
 interface OfflineOutcome {
   delays: number[];
   missed: number;
-  falseOffline: number;
+}
+
+/** Projects beating every 400 ms (±10 %) from the bench's connection, in the background of other phases. */
+class BackgroundFleet {
+  readonly #nc: NatsConnection;
+  readonly #due = new Map<string, number>();
+  readonly #timer: NodeJS.Timeout;
+  published = 0;
+
+  constructor(nc: NatsConnection, periodMs = 400) {
+    this.#nc = nc;
+    this.#timer = setInterval(() => {
+      const now = Date.now();
+      for (const [slug, at] of this.#due) {
+        if (at > now) continue;
+        this.#nc.publish(presenceSubject(slug), JSON.stringify(heartbeatFor(slug, 'fleet')));
+        this.published++;
+        this.#due.set(slug, now + periodMs * (0.9 + 0.2 * Math.random()));
+      }
+    }, 10);
+    this.periodMs = periodMs;
+  }
+
+  readonly periodMs: number;
+
+  add(slugs: string[]): void {
+    const now = Date.now();
+    for (const s of slugs) this.#due.set(s, now + Math.random() * this.periodMs);
+  }
+
+  remove(slugs: string[]): void {
+    for (const s of slugs) this.#due.delete(s);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#due.clear();
+  }
+}
+
+/** Watches fed.status.> for the whole run: who went online, offline, and when the bench saw it. */
+class StatusWatch {
+  readonly online = new Set<string>();
+  readonly offlineAt = new Map<string, number>();
+  /** Projects that must not go offline (still beating); any offline event for one is a false offline. */
+  readonly live = new Set<string>();
+  falseOffline = 0;
+  /** False offline events by the phase the bench was in when they arrived. */
+  readonly falseByPhase = new Map<string, number>();
+  phase = 'setup';
+  readonly #sub;
+
+  constructor(nc: NatsConnection) {
+    this.#sub = nc.subscribe('fed.status.>', {
+      callback: (err, msg) => {
+        if (err) return;
+        const at = Date.now();
+        const e = msg.json<StatusEvent>();
+        if (e.to === 'online') this.online.add(e.slug);
+        if (e.to !== 'offline') return;
+        if (this.live.has(e.slug)) {
+          this.falseOffline++;
+          this.falseByPhase.set(this.phase, (this.falseByPhase.get(this.phase) ?? 0) + 1);
+        } else if (!this.offlineAt.has(e.slug)) this.offlineAt.set(e.slug, at);
+      },
+    });
+  }
+
+  stop(): void {
+    this.#sub.unsubscribe();
+  }
 }
 
 /**
- * Keepers and victims beat every 400 ms (±10 %); then the victims stop together. For each victim:
- * time its fed.status offline event arrived − (its last heartbeat's receive time + threshold).
+ * Keepers and victims beat every 400 ms; then the victims stop together (fewer than half of the live
+ * projects, so the mass-offline guard rightly stays out of it). For each victim: the time its
+ * fed.status offline event reached the bench − (its last heartbeat's receive time + the threshold).
+ * The keepers go on beating through the later phases.
  */
-async function offlinePhase(nc: NatsConnection, db: pg.Client, o: BenchOptions): Promise<OfflineOutcome> {
+async function offlinePhase(
+  fleet: BackgroundFleet,
+  watch: StatusWatch,
+  db: pg.Client,
+  o: BenchOptions,
+): Promise<OfflineOutcome> {
   const keepers = Array.from(
     { length: o.offlineKeepers },
     (_, i) => `bench-keep-${String(i).padStart(4, '0')}`,
@@ -215,57 +294,21 @@ async function offlinePhase(nc: NatsConnection, db: pg.Client, o: BenchOptions):
     { length: o.offlineVictims },
     (_, i) => `bench-off-${String(i).padStart(4, '0')}`,
   );
-  const victimSet = new Set(victims);
-  const keeperSet = new Set(keepers);
-  const online = new Set<string>();
-  const offlineAt = new Map<string, number>();
-  let falseOffline = 0;
-  let victimsStopped = false;
-
-  const sub = nc.subscribe('fed.status.>', {
-    callback: (err, msg) => {
-      if (err) return;
-      const at = Date.now();
-      const e = msg.json<StatusEvent>();
-      if (e.to === 'online') online.add(e.slug);
-      if (e.to !== 'offline') return;
-      if (victimSet.has(e.slug) && victimsStopped && !offlineAt.has(e.slug)) offlineAt.set(e.slug, at);
-      else if (keeperSet.has(e.slug) || victimSet.has(e.slug)) falseOffline++;
-    },
-  });
-  await nc.flush();
-
-  const periodMs = 400;
-  const due = new Map<string, number>();
-  const now0 = Date.now();
-  for (const s of [...keepers, ...victims]) due.set(s, now0 + Math.random() * periodMs);
-  const beat = setInterval(() => {
-    const now = Date.now();
-    for (const [slug, at] of due) {
-      if (at > now) continue;
-      nc.publish(presenceSubject(slug), JSON.stringify(heartbeatFor(slug, 'offline-phase')));
-      due.set(slug, now + periodMs * (0.9 + 0.2 * Math.random()));
-    }
-  }, 10);
-
-  try {
-    await until(
-      () => online.size === keepers.length + victims.length,
-      'every offline-phase project online',
-      20_000,
-    );
-    await sleep(1200);
-    for (const v of victims) due.delete(v);
-    victimsStopped = true;
-    await until(
-      () => offlineAt.size === victims.length,
-      'offline events for every stopped project',
-      (o.offlineAfterS + 10) * 1000,
-    ).catch(() => 0);
-  } finally {
-    clearInterval(beat);
-    sub.unsubscribe();
-  }
+  for (const s of [...keepers, ...victims]) watch.live.add(s);
+  fleet.add([...keepers, ...victims]);
+  await until(
+    () => [...keepers, ...victims].every((s) => watch.online.has(s)),
+    'every offline-phase project online',
+    20_000,
+  );
+  await sleep(1200);
+  fleet.remove(victims);
+  for (const v of victims) watch.live.delete(v);
+  await until(
+    () => victims.every((v) => watch.offlineAt.has(v)),
+    'offline events for every stopped project',
+    (o.offlineAfterS + 10) * 1000,
+  ).catch(() => 0);
 
   const { rows } = await db.query<{ slug: string; last: Date }>(
     'select slug, last_heartbeat_at as last from projects where slug = any($1)',
@@ -273,10 +316,10 @@ async function offlinePhase(nc: NatsConnection, db: pg.Client, o: BenchOptions):
   );
   const delays: number[] = [];
   for (const r of rows) {
-    const at = offlineAt.get(r.slug);
+    const at = watch.offlineAt.get(r.slug);
     if (at !== undefined) delays.push(at - (new Date(r.last).getTime() + o.offlineAfterS * 1000));
   }
-  return { delays, missed: victims.length - offlineAt.size, falseOffline };
+  return { delays, missed: victims.length - delays.length };
 }
 
 export async function runPresenceBench(o: BenchOptions): Promise<BenchResult> {
@@ -292,6 +335,9 @@ export async function runPresenceBench(o: BenchOptions): Promise<BenchResult> {
   let app: App | undefined;
   let nc: NatsConnection | undefined;
   let db: pg.Client | undefined;
+  let fleet: BackgroundFleet | undefined;
+  let watch: StatusWatch | undefined;
+  let pollReceived = false;
   try {
     nats = o.natsUrl ? { url: o.natsUrl, close: async () => {} } : await startNatsServer();
     database = await createDatabase(o.postgresAdminUrl);
@@ -307,66 +353,96 @@ export async function runPresenceBench(o: BenchOptions): Promise<BenchResult> {
     const theApp = app;
     await until(() => theApp.nats.connected, 'the app to connect to NATS', 10_000);
     nc = await connect({ servers: nats.url, name: 'bench' });
+    const bnc = nc;
     db = new pg.Client({ connectionString: database.url });
     await db.connect();
     const pgc = db;
+    fleet = new BackgroundFleet(nc);
+    watch = new StatusWatch(nc);
+    await nc.flush();
     line(`  setup: nats ${nats.url}, fresh PostgreSQL database, app built (${Date.now() - t0} ms)`);
 
-    // 1. Offline detection, on an otherwise quiet service.
-    const off = await offlinePhase(nc, db, o);
+    // 1. Offline detection. Its keepers go on beating underneath everything that follows.
+    watch.phase = 'offline detection';
+    const off = await offlinePhase(fleet, watch, db, o);
     line(
-      `  offline detection (FED_OFFLINE_AFTER_S=${o.offlineAfterS}, sweep every ${config.sweepIntervalS} s): ${off.delays.length} projects stopped, delay past the threshold p50 ${round1(percentile(off.delays, 50))} ms, p99 ${round1(percentile(off.delays, 99))} ms, max ${round1(percentile(off.delays, 100))} ms; missed ${off.missed}, false offline ${off.falseOffline}`,
+      `  offline detection (FED_OFFLINE_AFTER_S=${o.offlineAfterS}, FED_DEGRADED_AFTER_S=${o.degradedAfterS}, sweep every ${config.sweepIntervalS} s): ${off.delays.length} of ${o.offlineVictims + o.offlineKeepers} projects stopped, delay past the threshold p50 ${round1(percentile(off.delays, 50))} ms, p99 ${round1(percentile(off.delays, 99))} ms, max ${round1(percentile(off.delays, 100))} ms; missed ${off.missed}`,
     );
 
-    // 2. Register the load's projects and the probes (first heartbeats insert rows; not measured).
+    // The publisher thread may run `window` heartbeats ahead of what the service has received. The
+    // bench's own heartbeats (fleet, probes) are taken out of the service's received counter.
     const consumed = new SharedArrayBuffer(4);
     const consumedView = new Int32Array(consumed);
+    let probesPublished = 0;
+    const ours = () => probesPublished + (fleet?.published ?? 0);
+    let received0 = 0;
+    let ours0 = 0;
+    const resetConsumed = async () => {
+      received0 = await counterValue(theApp, 'federation_heartbeats_received_total', { transport: 'nats' });
+      ours0 = ours();
+      Atomics.store(consumedView, 0, 0);
+    };
+    await resetConsumed();
+    pollReceived = true;
+    const receivedPoller = (async () => {
+      while (pollReceived) {
+        const r = await counterValue(theApp, 'federation_heartbeats_received_total', { transport: 'nats' });
+        Atomics.store(consumedView, 0, r - received0 - (ours() - ours0));
+        await sleep(2);
+      }
+    })();
+
+    // 2. Register the load's projects and the probes (first heartbeats insert rows; not measured).
+    watch.phase = 'registration';
     const prefix = 'bench-load';
     const probes = Array.from(
       { length: o.probeProjects },
       (_, i) => `bench-probe-${String(i).padStart(3, '0')}`,
     );
-    const lastVersionCount = async (round: number) =>
+    const versionCount = async (version: string) =>
       (
         await pgc.query<{ n: number }>(
-          // Only the load's heartbeats carry versions r<n>; a cheap scan, polled only once all were received.
+          // Only the load's heartbeats carry versions r<n>: a cheap scan, polled only once all were received.
           'select count(*)::int as n from projects where version = $1',
-          [`r${round}`],
+          [version],
         )
       ).rows[0]?.n ?? 0;
-
-    let probesPublished = 0;
-    let received0 = await counterValue(app, 'federation_heartbeats_received_total', { transport: 'nats' });
-    let pollReceived = true;
-    const receivedPoller = (async () => {
-      while (pollReceived) {
-        const r = await counterValue(theApp, 'federation_heartbeats_received_total', { transport: 'nats' });
-        Atomics.store(consumedView, 0, r - received0 - probesPublished);
-        await sleep(2);
-      }
-    })();
-
-    for (const p of probes) nc.publish(presenceSubject(p), JSON.stringify(heartbeatFor(p, 'register')));
+    for (const p of probes) bnc.publish(presenceSubject(p), JSON.stringify(heartbeatFor(p, 'register')));
     probesPublished += probes.length;
-    await runPublisher({
-      natsUrl: nats.url,
-      prefix,
-      projects: o.projects,
-      firstRound: 0,
-      rounds: 1,
-      window: o.window,
-      consumed,
-    });
-    await until(async () => (await lastVersionCount(0)) === o.projects, 'registration of the load projects');
+    const publish = (firstRound: number, rounds: number) =>
+      runPublisher({
+        natsUrl: (nats as NatsHandle).url,
+        prefix,
+        projects: o.projects,
+        firstRound,
+        rounds,
+        window: o.window,
+        consumed,
+      });
+    await publish(0, 1);
+    await until(async () => (await versionCount('r0')) === o.projects, 'registration of the load projects');
+    // Let the sweeper claim (and publish) the 10k "online" transitions before measuring.
+    await until(
+      async () =>
+        (
+          await pgc.query<{ n: number }>(
+            "select count(*)::int as n from projects where version = 'r0' and status = 'online'",
+          )
+        ).rows[0]?.n === o.projects,
+      'the load projects to be claimed online',
+    );
     const lastSeen = new Map<string, string | null>();
     const { rows: probeRows } = await pgc.query<{ slug: string; last: Date | null }>(
       'select slug, last_heartbeat_at as last from projects where slug = any($1)',
       [probes],
     );
     for (const r of probeRows) lastSeen.set(r.slug, r.last ? new Date(r.last).toISOString() : null);
-    line(`  registered ${o.projects} load projects and ${probes.length} probes`);
+    line(
+      `  registered ${o.projects} load projects and ${probes.length} probes; ${o.offlineKeepers} keepers beat every ${fleet.periodMs} ms in the background`,
+    );
 
-    // 3. Publish → visible on an idle service, for reference.
+    // 3. Publish → visible with only the background fleet, for reference.
+    watch.phase = 'probes without load';
     const countProbe = () => {
       probesPublished++;
     };
@@ -381,18 +457,16 @@ export async function runPresenceBench(o: BenchOptions): Promise<BenchResult> {
       countProbe,
     );
     line(
-      `  publish → visible in GET /api/fed/projects/:slug, idle: p50 ${round1(percentile(idle.samples, 50))} ms, p99 ${round1(percentile(idle.samples, 99))} ms (${idle.samples.length} samples)`,
+      `  publish → visible in GET /api/fed/projects/:slug, no load: p50 ${round1(percentile(idle.samples, 50))} ms, p99 ${round1(percentile(idle.samples, 99))} ms (${idle.samples.length} samples)`,
     );
 
-    // 4. Sustained ingestion with probes under load.
-    received0 = await counterValue(app, 'federation_heartbeats_received_total', { transport: 'nats' });
-    probesPublished = 0;
-    Atomics.store(consumedView, 0, 0);
+    // 4. Sustained ingestion, probed while it runs.
+    watch.phase = 'ingestion';
+    await resetConsumed();
     const written0 = await counterValue(app, 'federation_heartbeats_written_total');
     const flush0 = await histogram(app, 'federation_heartbeat_flush_seconds');
     const loadHeartbeats = o.projects * o.rounds;
     let loadDone = false;
-    let receivedAllAt = 0;
     const probing = runProbes(
       theApp,
       nc,
@@ -404,34 +478,20 @@ export async function runPresenceBench(o: BenchOptions): Promise<BenchResult> {
       countProbe,
     );
     const receiveWatch = until(
-      () => {
-        const r = Atomics.load(consumedView, 0);
-        return r >= loadHeartbeats;
-      },
+      () => Atomics.load(consumedView, 0) >= loadHeartbeats,
       'the service to receive the load',
-      120_000,
+      300_000,
       2,
-    ).then((t) => {
-      receivedAllAt = t;
-    });
-    const pub = await runPublisher({
-      natsUrl: nats.url,
-      prefix,
-      projects: o.projects,
-      firstRound: 1,
-      rounds: o.rounds,
-      window: o.window,
-      consumed,
-    });
-    await receiveWatch;
+    );
+    const pub = await publish(1, o.rounds);
+    const receivedAllAt = await receiveWatch;
     const writtenAt = await until(
-      async () => (await lastVersionCount(o.rounds)) === o.projects,
+      async () => (await versionCount(`r${o.rounds}`)) === o.projects,
       'the last round to be written',
       120_000,
       10,
     );
     loadDone = true;
-    await receiveWatch;
     const underLoad = await probing;
     const ingestSeconds = (writtenAt - pub.startedAt) / 1000;
     const ingestRate = loadHeartbeats / ingestSeconds;
@@ -440,17 +500,18 @@ export async function runPresenceBench(o: BenchOptions): Promise<BenchResult> {
     const flush1 = await histogram(app, 'federation_heartbeat_flush_seconds');
     const flushes = flush1.count - flush0.count;
     const flushMeanMs = flushes > 0 ? ((flush1.sum - flush0.sum) / flushes) * 1000 : 0;
-    pollReceived = false;
-    await receiveWatch;
-    await receivedPoller;
     line(
       `  ingestion: ${loadHeartbeats} heartbeats in ${round1(ingestSeconds)} s = ${Math.round(ingestRate)} heartbeats/s published → written (received at ${Math.round(receivedRate)}/s; ${written} rows written in ${flushes} flushes of ${round1(flushMeanMs)} ms mean; publisher waited ${pub.blockedMs} ms for the window)`,
     );
     line(
-      `  publish → visible under load: p50 ${round1(percentile(underLoad.samples, 50))} ms, p99 ${round1(percentile(underLoad.samples, 99))} ms (${underLoad.samples.length} samples, ${underLoad.timeouts} timed out)`,
+      `  publish → visible under load: p50 ${round1(percentile(underLoad.samples, 50))} ms, p99 ${round1(percentile(underLoad.samples, 99))} ms (${underLoad.samples.length} samples, ${underLoad.timeouts} timed out); false offline among beating projects: ${watch.falseOffline}${watch.falseOffline ? ` (${[...watch.falseByPhase].map(([k, v]) => `${v} during ${k}`).join(', ')})` : ''}`,
     );
+    const falseOffline = watch.falseOffline;
 
     // 5. The seed's path on the same projects: one UPDATE and commit per heartbeat.
+    fleet.stop();
+    pollReceived = false;
+    await receivedPoller;
     await app.close();
     app = undefined;
     Atomics.store(consumedView, 0, 0);
@@ -458,15 +519,7 @@ export async function runPresenceBench(o: BenchOptions): Promise<BenchResult> {
     await worker.start(nc);
     await nc.flush();
     const baseHeartbeats = o.projects * o.baselineRounds;
-    const basePub = await runPublisher({
-      natsUrl: nats.url,
-      prefix,
-      projects: o.projects,
-      firstRound: o.rounds + 1,
-      rounds: o.baselineRounds,
-      window: o.window,
-      consumed,
-    });
+    const basePub = await publish(o.rounds + 1, o.baselineRounds);
     // On a busy machine the seed's path can take minutes; past the time limit its rate so far stands.
     const baseDeadline = Date.now() + o.baselineMaxS * 1000;
     const baseDone = await until(
@@ -505,7 +558,7 @@ export async function runPresenceBench(o: BenchOptions): Promise<BenchResult> {
       visible_idle_p99_ms: round1(percentile(idle.samples, 99)),
       offline_samples: off.delays.length,
       offline_missed: off.missed,
-      offline_false: off.falseOffline,
+      offline_false: falseOffline,
       offline_delay_p50_ms: round1(percentile(off.delays, 50)),
       offline_delay_p99_ms: round1(percentile(off.delays, 99)),
       offline_delay_max_ms: round1(percentile(off.delays, 100)),
@@ -517,6 +570,9 @@ export async function runPresenceBench(o: BenchOptions): Promise<BenchResult> {
       duration_s: round1((Date.now() - t0) / 1000),
     };
   } finally {
+    pollReceived = false;
+    fleet?.stop();
+    watch?.stop();
     await app?.close().catch(() => {});
     await db?.end().catch(() => {});
     await nc?.close().catch(() => {});

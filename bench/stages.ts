@@ -14,6 +14,7 @@ import type { PublishJob, PublishResult } from './publisher-thread.ts';
 import { slugOf } from './publisher-thread.ts';
 
 export interface StageResult {
+  writer_fairness_worst_age_ms: number;
   check_per_s: number;
   intake_per_s: number;
   nats_receive_per_s: number;
@@ -158,7 +159,49 @@ export async function runStages(opts: {
       await app.heartbeatWriter.flush();
       const intakeRate = n / ((performance.now() - t) / 1000);
       line(`  intake without NATS (check + enqueue + flushes): ${Math.round(intakeRate)}/s`);
+
+      // Fairness: one more project beating every 400 ms while the 10,000 others are refreshed faster
+      // than a flush. Its heartbeat must reach the database well within the offline threshold.
+      const extra = 'bench-fairness';
+      const extraMsg = () =>
+        new TextEncoder().encode(
+          `{"project_slug":"${extra}","hub_url":"http://x.invalid","mesh_namespace":"hub.${extra}","timestamp":"${new Date().toISOString()}"}`,
+        );
+      app.heartbeatIntake.fromNats(`hub.presence.${extra}`, extraMsg());
+      await app.heartbeatWriter.flush();
+      let refreshing = true;
+      const refresher = (async () => {
+        while (refreshing) {
+          for (let i = 0; i < msgs.length && refreshing; i += 1000) {
+            for (const [slug, data] of msgs.slice(i, i + 1000))
+              app.heartbeatIntake.fromNats(`hub.presence.${slug}`, data);
+            await sleep(5);
+          }
+        }
+      })();
+      const beat = setInterval(() => app.heartbeatIntake.fromNats(`hub.presence.${extra}`, extraMsg()), 400);
+      const fairnessStart = Date.now();
+      let worstAgeMs = 0;
+      const ages = new pg.Client({ connectionString: database.url });
+      await ages.connect();
+      while (Date.now() - fairnessStart < 3000) {
+        await sleep(250);
+        const { rows } = await ages.query<{ last: Date }>(
+          'select last_heartbeat_at as last from projects where slug = $1',
+          [extra],
+        );
+        const last = rows[0]?.last;
+        if (last) worstAgeMs = Math.max(worstAgeMs, Date.now() - new Date(last).getTime());
+      }
+      clearInterval(beat);
+      refreshing = false;
+      await refresher;
+      await ages.end();
+      line(
+        `  writer fairness: a project beating every 400 ms beside 10,000 refreshed ones was at worst ${worstAgeMs} ms stale in the database over 3 s${worstAgeMs > 2000 ? ' (STARVED: it would be flipped offline while alive)' : ''}`,
+      );
       return {
+        writer_fairness_worst_age_ms: worstAgeMs,
         check_per_s: Math.round(checkRate),
         intake_per_s: Math.round(intakeRate),
         nats_receive_per_s: Math.round(natsRate),
