@@ -51,7 +51,7 @@ export function benchDefaults(quick: boolean): Omit<BenchOptions, 'log'> {
   return {
     quick,
     projects: 10_000,
-    rounds: quick ? 15 : 60,
+    rounds: quick ? 30 : 60,
     baselineRounds: quick ? 1 : 3,
     baselineMaxS: quick ? 6 : 20,
     window: 10_000,

@@ -13,7 +13,7 @@ Prints readable lines; the last line is one JSON object. See bench/README.md.
   --quick              shorter phases (finishes in under 45 s)
   --stages             instead, measure each stage of the heartbeat path alone (to find a bottleneck)
   --projects N         distinct projects in the load (default 10000)
-  --rounds N           measured heartbeats per project through the service (default 60, quick 15)
+  --rounds N           measured heartbeats per project through the service (default 60, quick 30)
   --baseline-rounds N  heartbeats per project through the per-message baseline (default 3, quick 1)
   --window N           heartbeats in flight at most (default 10000)
   --postgres-url URL   PostgreSQL server to create the database on
