@@ -41,6 +41,7 @@ export interface MetricsCounters {
   rejected: Counter<'reason'>;
   retried: Counter<'reason'>;
   writeSeconds: Histogram;
+  batchSize: Histogram;
 }
 
 export function createMetricsCounters(registry: Registry): MetricsCounters {
@@ -86,6 +87,12 @@ export function createMetricsCounters(registry: Registry): MetricsCounters {
       name: 'federation_metrics_write_seconds',
       help: 'Time to write one batch of metrics to the database',
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    }),
+    batchSize: new Histogram({
+      name: 'federation_metrics_batch_messages',
+      help: 'Messages handled per batch',
+      buckets: [1, 10, 50, 100, 250, 500, 1000],
       registers,
     }),
   };
@@ -272,6 +279,7 @@ export class MetricsConsumer {
   async handleBatch(msgs: JsMsg[]): Promise<void> {
     const c = this.#o.counters;
     c.received.inc(msgs.length);
+    c.batchSize.observe(msgs.length);
     const now = this.#o.clock.now();
     const oldest = new Date(now.getTime() - this.#o.retentionDays * DAY_MS);
     const accepted: Accepted[] = [];

@@ -137,22 +137,35 @@ export class MetricsService {
   }
 
   /**
-   * Latest value per (project, metric type), for the given projects or all of them. The ORDER BY runs
-   * the unique index (project_id, metric_type, observed_at) backwards, so no sort is needed.
+   * Latest value per (project, metric type), for the given projects or all of them. A skip scan over the
+   * unique index (project_id, metric_type, observed_at): one index probe per project and per metric type,
+   * so the cost follows the number of series, not the rows kept (DISTINCT ON would read every row).
    */
   async latestByProject(projectIds?: number[]): Promise<Map<number, LatestMetrics>> {
     if (projectIds && projectIds.length === 0) return new Map();
     const rows = await query<ValueRow & { project_id: number }>(
       this.#db,
-      sql`select distinct on (project_id, metric_type) project_id, metric_type, value_number, value_text, observed_at
-          from project_metrics
-          ${projectIds ? sql`where project_id = any(${arrayParam(projectIds)}::int[])` : sql``}
-          order by project_id desc, metric_type desc, observed_at desc`,
+      sql`with recursive series(project_id, metric_type) as (
+            select p.id, (select m.metric_type from project_metrics m where m.project_id = p.id
+                          order by m.metric_type limit 1)
+            from projects p
+            ${projectIds ? sql`where p.id = any(${arrayParam(projectIds)}::int[])` : sql``}
+            union all
+            select s.project_id, (select m.metric_type from project_metrics m
+                                  where m.project_id = s.project_id and m.metric_type > s.metric_type
+                                  order by m.metric_type limit 1)
+            from series s where s.metric_type is not null
+          )
+          select s.project_id, s.metric_type, l.value_number, l.value_text, l.observed_at
+          from series s cross join lateral (
+            select m.value_number, m.value_text, m.observed_at from project_metrics m
+            where m.project_id = s.project_id and m.metric_type = s.metric_type
+            order by m.observed_at desc limit 1) l
+          where s.metric_type is not null
+          order by s.project_id, s.metric_type`,
     );
     const out = new Map<number, LatestMetrics>();
-    // Rows come in descending metric_type order; insert ascending so JSON keys read alphabetically.
-    for (let i = rows.length - 1; i >= 0; i--) {
-      const r = rows[i] as ValueRow & { project_id: number };
+    for (const r of rows) {
       const id = Number(r.project_id);
       let latest = out.get(id);
       if (!latest) {
