@@ -11,6 +11,7 @@ export class PerMessageWorker {
   #client: pg.Client | undefined;
   #sub: Subscription | undefined;
   #loop: Promise<void> | undefined;
+  #stopped = false;
   processed = 0;
   failed = 0;
 
@@ -28,6 +29,7 @@ export class PerMessageWorker {
     const sub = this.#sub;
     this.#loop = (async () => {
       for await (const msg of sub) {
+        if (this.#stopped) break;
         try {
           const hb = JSON.parse(msg.string()) as { project_slug: string };
           await client.query(
@@ -43,7 +45,9 @@ export class PerMessageWorker {
     })();
   }
 
+  /** Stops at once: what is still queued is dropped, not written. */
   async stop(): Promise<void> {
+    this.#stopped = true;
     this.#sub?.unsubscribe();
     await this.#loop;
     await this.#client?.end();
