@@ -42,7 +42,7 @@ describe('FederationHeartbeat → Federation Service', () => {
   it('brings a project online, reports its health, survives a NATS restart and goes offline when stopped', async () => {
     const slug = uniqueSlug('e2e');
     const hb = new FederationHeartbeat({
-      projectSlug: slug,
+      slug: slug,
       hubUrl: 'http://127.0.0.1:8123',
       natsUrl: nats.url,
       intervalS: 0.2,

@@ -60,7 +60,7 @@ describe('FederationHeartbeat configuration', () => {
     const hb = new FederationHeartbeat({
       env: { PROJECT_SLUG: 'from-env', HUB_URL: 'https://hub.example', HEARTBEAT_INTERVAL: '12' },
     });
-    expect(hb.projectSlug).toBe('from-env');
+    expect(hb.slug).toBe('from-env');
     expect(hb.meshNamespace).toBe('hub.from-env');
     expect(hb.intervalS).toBe(12);
     expect(hb.heartbeat().hub_url).toBe('https://hub.example');
@@ -68,7 +68,7 @@ describe('FederationHeartbeat configuration', () => {
 
   it('falls back to the seed defaults', () => {
     const hb = new FederationHeartbeat({ env: {} });
-    expect(hb.projectSlug).toBe('commandcenter');
+    expect(hb.slug).toBe('commandcenter');
     expect(hb.hubUrl).toBe('http://localhost:8000');
     expect(hb.intervalS).toBe(30);
     expect(hb.natsUrl).toBe('nats://127.0.0.1:4222');
@@ -94,9 +94,7 @@ describe('FederationHeartbeat configuration', () => {
   });
 
   it('an option wins over the environment, and a bad option is named as the option', () => {
-    expect(new FederationHeartbeat({ projectSlug: 'opt', env: { PROJECT_SLUG: 'env' } }).projectSlug).toBe(
-      'opt',
-    );
+    expect(new FederationHeartbeat({ slug: 'opt', env: { PROJECT_SLUG: 'env' } }).slug).toBe('opt');
     expect(() => new FederationHeartbeat({ intervalS: 0, env: {} })).toThrow(/^intervalS=0 is invalid/);
     expect(() => new FederationHeartbeat({ health: 'sick' as 'ok', env: {} })).toThrow(/^health=/);
   });
@@ -109,7 +107,7 @@ describe('FederationHeartbeat over NATS', () => {
     await nc.flush();
     const hb = new FederationHeartbeat({
       connection: nc,
-      projectSlug: slug,
+      slug: slug,
       hubUrl: 'http://127.0.0.1:9000',
       intervalS: 0.2,
       version: '1.2.3',
@@ -157,7 +155,7 @@ describe('FederationHeartbeat over NATS', () => {
     const slug = uniqueSlug('hb');
     const { received, sub } = collect(nc, slug);
     await nc.flush();
-    const hb = new FederationHeartbeat({ connection: nc, projectSlug: slug, intervalS: 0.1, env: {} });
+    const hb = new FederationHeartbeat({ connection: nc, slug: slug, intervalS: 0.1, env: {} });
     await hb.start();
     try {
       await waitFor(() => received.length >= 1);
@@ -176,7 +174,7 @@ describe('FederationHeartbeat over NATS', () => {
     const slug = uniqueSlug('hb');
     const { received, sub } = collect(nc, slug);
     await nc.flush();
-    const hb = new FederationHeartbeat({ connection: nc, projectSlug: slug, intervalS: 0.05, env: {} });
+    const hb = new FederationHeartbeat({ connection: nc, slug: slug, intervalS: 0.05, env: {} });
     await hb.start();
     await expect(hb.start()).rejects.toThrow(/already running/);
     await waitFor(() => received.length >= 2);
@@ -189,7 +187,7 @@ describe('FederationHeartbeat over NATS', () => {
     const marker = uniqueSlug('hb');
     const probe = collect(nc, marker);
     await nc.flush();
-    const live = new FederationHeartbeat({ connection: nc, projectSlug: marker, intervalS: 0.05, env: {} });
+    const live = new FederationHeartbeat({ connection: nc, slug: marker, intervalS: 0.05, env: {} });
     await live.start();
     await waitFor(() => probe.received.length >= 5, { what: 'the live publisher' });
     await live.stop();
@@ -206,7 +204,7 @@ describe('FederationHeartbeat over NATS', () => {
     const { received, sub } = collect(nc, slug);
     await nc.flush();
     const hb = new FederationHeartbeat({
-      projectSlug: slug,
+      slug: slug,
       intervalS: 0.1,
       env: { NATS_URL: SHARED_NATS_URL },
     });
@@ -219,7 +217,7 @@ describe('FederationHeartbeat over NATS', () => {
 
   it('start() rejects with a clear message when NATS is unreachable', async () => {
     const hb = new FederationHeartbeat({
-      projectSlug: uniqueSlug('hb'),
+      slug: uniqueSlug('hb'),
       natsUrl: 'nats://127.0.0.1:1',
       env: {},
       connectionOptions: { timeout: 1000 },

@@ -40,7 +40,7 @@ export interface HeartbeatLogger {
 
 export interface FederationHeartbeatOptions {
   /** Default: PROJECT_SLUG, else "commandcenter". */
-  projectSlug?: string;
+  slug?: string;
   /** Default: HUB_URL, else http://localhost:8000. */
   hubUrl?: string;
   /** Default: `hub.<slug>`. */
@@ -104,7 +104,7 @@ export function jitteredDelayMs(
 }
 
 interface Resolved {
-  projectSlug: string;
+  slug: string;
   hubUrl: string;
   meshNamespace: string;
   intervalS: number;
@@ -130,12 +130,12 @@ export function resolveHeartbeatOptions(opts: FederationHeartbeatOptions = {}): 
       ? { value: option as T | string, field: optionName }
       : { value: envValue(env, envName), field: envName };
 
-  const slug = pick(opts.projectSlug, 'projectSlug', 'PROJECT_SLUG');
-  const projectSlug = slug.value ?? DEFAULT_PROJECT_SLUG;
-  if (typeof projectSlug !== 'string' || !SLUG_RE.test(projectSlug) || projectSlug.length > SLUG_MAX_LENGTH) {
+  const slugSource = pick(opts.slug, 'slug', 'PROJECT_SLUG');
+  const slug = slugSource.value ?? DEFAULT_PROJECT_SLUG;
+  if (typeof slug !== 'string' || !SLUG_RE.test(slug) || slug.length > SLUG_MAX_LENGTH) {
     throw new HeartbeatConfigError(
-      slug.field,
-      projectSlug,
+      slugSource.field,
+      slug,
       `lowercase letters, digits and dashes, at most ${SLUG_MAX_LENGTH} characters`,
     );
   }
@@ -146,7 +146,7 @@ export function resolveHeartbeatOptions(opts: FederationHeartbeatOptions = {}): 
     throw new HeartbeatConfigError(hub.field, hubUrl, 'an http:// or https:// URL of at most 500 characters');
   }
 
-  const meshNamespace = opts.meshNamespace ?? `hub.${projectSlug}`;
+  const meshNamespace = opts.meshNamespace ?? `hub.${slug}`;
   if (!MESH_RE.test(meshNamespace) || meshNamespace.length > 100) {
     throw new HeartbeatConfigError('meshNamespace', meshNamespace, 'dot-separated NATS subject tokens');
   }
@@ -205,7 +205,7 @@ export function resolveHeartbeatOptions(opts: FederationHeartbeatOptions = {}): 
   }
 
   return {
-    projectSlug,
+    slug,
     hubUrl,
     meshNamespace,
     intervalS,
@@ -243,7 +243,7 @@ const consoleLogger: HeartbeatLogger = { warn: (m) => console.warn(m), info: (m)
  * reconnects, and failures are counted and logged at a bounded rate.
  */
 export class FederationHeartbeat {
-  readonly projectSlug: string;
+  readonly slug: string;
   readonly hubUrl: string;
   readonly meshNamespace: string;
   readonly intervalS: number;
@@ -264,12 +264,12 @@ export class FederationHeartbeat {
 
   constructor(opts: FederationHeartbeatOptions = {}) {
     this.#opts = resolveHeartbeatOptions(opts);
-    this.projectSlug = this.#opts.projectSlug;
+    this.slug = this.#opts.slug;
     this.hubUrl = this.#opts.hubUrl;
     this.meshNamespace = this.#opts.meshNamespace;
     this.intervalS = this.#opts.intervalS;
     this.natsUrl = this.#opts.natsUrl;
-    this.subject = presenceSubject(this.projectSlug);
+    this.subject = presenceSubject(this.slug);
     this.#health = this.#opts.health;
     this.#nc = opts.connection;
     this.#ownsConnection = opts.connection === undefined;
@@ -300,7 +300,7 @@ export class FederationHeartbeat {
   heartbeat(now: Date = new Date()): Heartbeat {
     const o = this.#opts;
     const hb: Heartbeat = {
-      project_slug: o.projectSlug,
+      project_slug: o.slug,
       hub_url: o.hubUrl,
       mesh_namespace: o.meshNamespace,
       timestamp: now.toISOString(),
@@ -317,9 +317,7 @@ export class FederationHeartbeat {
   /** Connects (when it owns the connection), publishes the first heartbeat and schedules the rest. */
   async start(): Promise<void> {
     if (this.#state !== 'idle') {
-      throw new Error(
-        `FederationHeartbeat for ${this.projectSlug} was already ${this.#state}; create a new one`,
-      );
+      throw new Error(`FederationHeartbeat for ${this.slug} was already ${this.#state}; create a new one`);
     }
     this.#state = 'running';
     try {
@@ -362,7 +360,7 @@ export class FederationHeartbeat {
     try {
       this.#nc = await connect({
         servers: this.natsUrl.split(',').map((s) => s.trim()),
-        name: `federation-heartbeat:${this.projectSlug}`,
+        name: `federation-heartbeat:${this.slug}`,
         maxReconnectAttempts: -1,
         reconnectTimeWait: 1000,
         ...(authenticator.length ? { authenticator } : {}),

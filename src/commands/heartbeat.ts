@@ -4,7 +4,7 @@ import type { Command } from './types.ts';
 
 /** Maps the client's option names to this command's flags, so an error names what the user typed. */
 const FLAG_OF: Record<string, string> = {
-  projectSlug: '--slug',
+  slug: '--slug',
   hubUrl: '--hub-url',
   intervalS: '--interval',
   natsUrl: '--nats-url',
@@ -76,7 +76,7 @@ once at start and then every interval (±10 % jitter) until SIGINT/SIGTERM.
     let hb: FederationHeartbeat;
     try {
       hb = new FederationHeartbeat({
-        projectSlug: values.slug,
+        slug: values.slug,
         hubUrl: values['hub-url'],
         intervalS: values.interval === undefined ? undefined : Number(values.interval),
         natsUrl: values['nats-url'],

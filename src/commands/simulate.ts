@@ -128,7 +128,7 @@ heartbeats are spread over one interval and every later one is jittered (±10 %)
       (p) =>
         new FederationHeartbeat({
           connection: nc,
-          projectSlug: p.slug,
+          slug: p.slug,
           hubUrl: `http://${p.slug}.sim.invalid:8000`,
           intervalS,
           version: 'sim-1.0.0',
@@ -143,7 +143,7 @@ heartbeats are spread over one interval and every later one is jittered (±10 %)
     const starts = publishers.map((hb, i) =>
       setTimeout(
         () => {
-          hb.start().catch((err: Error) => console.error(`${hb.projectSlug}: ${err.message}`));
+          hb.start().catch((err: Error) => console.error(`${hb.slug}: ${err.message}`));
         },
         // Spread over one interval, each at a random point of its slot, so the fleet never beats in lockstep.
         ((i + Math.random()) / publishers.length) * intervalS * 1000,
