@@ -4,6 +4,7 @@ import type { EdgeEntry } from '../catalog/projects-file.ts';
 import type { Clock } from '../clock.ts';
 import { arrayParam, type Database, query } from '../db/connection.ts';
 import { InputError, NotFoundError } from '../errors.ts';
+import { MetricsService } from '../metrics/metrics-service.ts';
 import { EDGE_KINDS } from '../protocol/index.ts';
 
 export type EdgeKind = (typeof EDGE_KINDS)[number];
@@ -102,9 +103,16 @@ export class EdgesService {
   readonly #db: Database;
   readonly #clock: Clock;
   readonly #catalog: CatalogService;
+  readonly #metrics: Pick<MetricsService, 'latestByProject'>;
 
-  constructor(deps: { db: Database; clock: Clock; catalog: CatalogService }) {
+  constructor(deps: {
+    db: Database;
+    clock: Clock;
+    catalog: CatalogService;
+    metrics?: Pick<MetricsService, 'latestByProject'>;
+  }) {
     this.#db = deps.db;
+    this.#metrics = deps.metrics ?? new MetricsService({ db: deps.db });
     this.#clock = deps.clock;
     this.#catalog = deps.catalog;
   }
@@ -309,39 +317,18 @@ export class EdgesService {
 
   /**
    * The latest value of each metric type per project, at most `perProject` types each (the most
-   * recently observed ones), keyed by project id.
+   * recently observed ones), keyed by project id. The metrics feature owns the query.
    */
   async latestMetrics(perProject = GRAPH_METRICS_PER_NODE): Promise<Map<number, Map<string, LatestMetric>>> {
-    const rows = await query<{
-      project_id: number;
-      metric_type: string;
-      value_number: number | null;
-      value_text: string | null;
-      observed_at: string | Date;
-    }>(
-      this.#db,
-      sql`select project_id, metric_type, value_number, value_text, observed_at from (
-            select l.*, row_number() over (partition by project_id order by observed_at desc, metric_type) as rank
-            from (
-              select distinct on (project_id, metric_type) project_id, metric_type, value_number, value_text, observed_at
-              from project_metrics
-              order by project_id desc, metric_type desc, observed_at desc
-            ) l
-          ) ranked
-          where rank <= ${perProject}
-          order by project_id, metric_type`,
-    );
+    const latest = await this.#metrics.latestByProject();
     const out = new Map<number, Map<string, LatestMetric>>();
-    for (const r of rows) {
-      let m = out.get(r.project_id);
-      if (!m) {
-        m = new Map();
-        out.set(r.project_id, m);
-      }
-      m.set(r.metric_type, {
-        value: r.value_number ?? r.value_text,
-        observedAt: new Date(r.observed_at),
-      });
+    for (const [projectId, values] of latest) {
+      const kept = Object.entries(values)
+        .map(([type, v]) => ({ type, value: v.value, observedAt: new Date(v.observed_at) }))
+        .sort((a, b) => b.observedAt.getTime() - a.observedAt.getTime() || (a.type < b.type ? -1 : 1))
+        .slice(0, perProject)
+        .sort((a, b) => (a.type < b.type ? -1 : 1));
+      out.set(projectId, new Map(kept.map((k) => [k.type, { value: k.value, observedAt: k.observedAt }])));
     }
     return out;
   }

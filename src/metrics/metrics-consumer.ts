@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../clock.ts';
 import type { FeedEvents } from '../events.ts';
-import { BoundedLog } from './bounded-log.ts';
+import { RateLimitedLog } from '../rate-limited-log.ts';
 import { type DecodedMetrics, decodeMetricsMessage, REJECT_REASONS, type RejectReason } from './decode.ts';
 import { type MetricObservation, type MetricsService, observationKey } from './metrics-service.ts';
 import {
@@ -145,7 +145,7 @@ export const isDataError = (err: unknown): boolean => /^2[23]/.test(errorCode(er
  */
 export class MetricsConsumer {
   readonly #o: Required<Omit<MetricsConsumerOptions, 'onStored'>> & Pick<MetricsConsumerOptions, 'onStored'>;
-  readonly #warn: BoundedLog;
+  readonly #warn: RateLimitedLog;
   #nc: NatsConnection | undefined;
   #loop: Promise<void> | undefined;
   #messages: ConsumerMessages | undefined;
@@ -165,7 +165,7 @@ export class MetricsConsumer {
       unknownProjectRetryMs: DEFAULT_UNKNOWN_PROJECT_RETRY_MS,
       ...opts,
     };
-    this.#warn = new BoundedLog(opts.log);
+    this.#warn = new RateLimitedLog(opts.log);
   }
 
   get state(): MetricsIntakeState {

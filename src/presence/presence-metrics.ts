@@ -1,8 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../clock.ts';
+import { RateLimitedLog } from '../rate-limited-log.ts';
 import { REJECT_REASONS, type RejectReason } from './heartbeat-check.ts';
-import { RateLimitedLog } from './rate-limited-log.ts';
 
 /** The presence feature's Prometheus series, registered on one app's registry. */
 export class PresenceMetrics {

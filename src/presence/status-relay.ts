@@ -6,7 +6,7 @@ import type { Clock } from '../clock.ts';
 import type { EventFeed } from '../events.ts';
 import type { NatsManager } from '../nats.ts';
 import { STATUS_WILDCARD, type StatusEvent, StatusEventSchema, statusSubject } from '../protocol/index.ts';
-import { RateLimitedLog } from './rate-limited-log.ts';
+import { RateLimitedLog } from '../rate-limited-log.ts';
 
 /** How many recent transitions are remembered to recognise our own ones coming back from NATS. */
 export const RECENT_EVENTS_MAX = 10_000;

@@ -1,9 +1,9 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { CatalogService, Transition } from '../catalog/catalog-service.ts';
 import type { Clock } from '../clock.ts';
+import { RateLimitedLog } from '../rate-limited-log.ts';
 import type { PresenceOfflineGuard } from './offline-guard.ts';
 import type { PresenceMetrics } from './presence-metrics.ts';
-import { RateLimitedLog } from './rate-limited-log.ts';
 
 export interface StatusSweeperOptions {
   catalog: Pick<CatalogService, 'sweepStatuses' | 'countPendingOffline'>;

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { Clock } from '../clock.ts';
+import { type Clock, systemClock } from './clock.ts';
 
 export const DEFAULT_LOG_WINDOW_MS = 10_000;
 
@@ -13,7 +13,7 @@ export class RateLimitedLog {
   readonly #windowMs: number;
   readonly #last = new Map<string, { at: number; suppressed: number }>();
 
-  constructor(log: FastifyBaseLogger, clock: Clock, windowMs = DEFAULT_LOG_WINDOW_MS) {
+  constructor(log: FastifyBaseLogger, clock: Clock = systemClock, windowMs = DEFAULT_LOG_WINDOW_MS) {
     this.#log = log;
     this.#clock = clock;
     this.#windowMs = windowMs;
