@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { ActionResponder } from '../src/client/action-responder.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
-import { SHARED_NATS_URL } from './helpers/nats-server.ts';
+import { startNatsServer, type TestNatsServer } from './helpers/nats-server.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -35,6 +35,7 @@ function ensureViewBuilt(): void {
 }
 
 describe('ecosystem view in Chromium', () => {
+  let natsServer: TestNatsServer;
   let app: App;
   let base: string;
   let nc: NatsConnection;
@@ -78,9 +79,11 @@ describe('ecosystem view in Chromium', () => {
     });
 
   beforeAll(async () => {
+    // A NATS of its own: on the shared one, other files' apps in the queue group would take heartbeats.
+    natsServer = await startNatsServer();
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
     ensureViewBuilt();
-    app = await buildTestApp({ NATS_URL: SHARED_NATS_URL, FED_ADMIN_TOKEN: ADMIN });
+    app = await buildTestApp({ NATS_URL: natsServer.url, FED_ADMIN_TOKEN: ADMIN });
     await app.listen({ host: '127.0.0.1', port: 0 });
     const address = app.server.address();
     if (!address || typeof address === 'string') throw new Error('no TCP address');
@@ -100,7 +103,7 @@ describe('ecosystem view in Chromium', () => {
     );
     await call('POST', '/api/fed/edges', { from: alpha.slug, to: beta.slug, kind: 'api', strength: 0.9 });
 
-    nc = await connect({ servers: SHARED_NATS_URL });
+    nc = await connect({ servers: natsServer.url });
     responder = new ActionResponder({
       nc,
       slug: alpha.slug,
@@ -137,6 +140,7 @@ describe('ecosystem view in Chromium', () => {
     await responder?.stop();
     await nc?.close();
     await app?.close();
+    await natsServer?.destroy();
   });
 
   it('draws every project with its name and status, and the edge between them', async () => {

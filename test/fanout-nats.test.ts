@@ -6,7 +6,7 @@ import { fanoutCommand } from '../src/commands/fanout.ts';
 import type { FanoutProgress } from '../src/fanout/fanout-runner.ts';
 import { actionSubject } from '../src/protocol/index.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
-import { SHARED_NATS_URL } from './helpers/nats-server.ts';
+import { startNatsServer, type TestNatsServer } from './helpers/nats-server.ts';
 import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -28,10 +28,11 @@ interface RunJson {
 }
 
 describe('fan-out over real NATS and PostgreSQL', () => {
+  let natsServer: TestNatsServer;
   let db: TestDatabase;
   let app: App;
   let nc: NatsConnection;
-  const env = () => ({ DATABASE_URL: db.url, NATS_URL: SHARED_NATS_URL, FED_ADMIN_TOKEN: ADMIN });
+  const env = () => ({ DATABASE_URL: db.url, NATS_URL: natsServer.url, FED_ADMIN_TOKEN: ADMIN });
   const tag = uniqueSlug('tag');
   const slug = {
     fast: uniqueSlug('fast'),
@@ -97,10 +98,12 @@ describe('fan-out over real NATS and PostgreSQL', () => {
   const bySlug = (run: RunJson) => Object.fromEntries(run.results.map((r) => [r.slug, r]));
 
   beforeAll(async () => {
+    // A NATS of its own: on the shared one, other files' apps in the queue group would take heartbeats.
+    natsServer = await startNatsServer();
     db = await createPostgresDatabase();
     app = await buildTestApp(env());
     await waitFor(() => app.nats.connected, { what: 'service connected to NATS' });
-    nc = await connect({ servers: SHARED_NATS_URL });
+    nc = await connect({ servers: natsServer.url });
 
     await register(slug.fast, ['audit']);
     await register(slug.failing, ['audit']);
@@ -143,6 +146,7 @@ describe('fan-out over real NATS and PostgreSQL', () => {
     await nc?.close();
     await app?.close();
     await db?.drop();
+    await natsServer?.destroy();
   });
 
   it('reports ok, error, timeout, not_allowed and offline; a silent project becomes a timeout', async () => {
