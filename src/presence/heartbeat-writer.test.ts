@@ -24,12 +24,13 @@ const hb = (slug: string, extra: Partial<Heartbeat> = {}): Heartbeat => ({
 
 /** Wraps a database so that every statement can be made to fail, like an unreachable server. */
 function breakable(db: Database) {
-  const state = { down: false, statements: 0 };
+  const state: { down: boolean; statements: number; onExecute?: () => void } = { down: false, statements: 0 };
   const proxy = new Proxy(db, {
     get(target, prop, receiver) {
       if (prop === 'execute') {
         return (q: unknown) => {
           state.statements += 1;
+          state.onExecute?.();
           if (state.down)
             return Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
           return target.execute(q as never);
@@ -56,6 +57,7 @@ function makeWriter(
     bufferMax?: number;
     flushIntervalMs?: number;
     sinks?: IntegrationsSink[];
+    maxBatchRows?: number;
   } = {},
 ) {
   const clock = new ManualClock(Date.parse('2025-06-01T12:00:00Z'));
@@ -72,6 +74,7 @@ function makeWriter(
     flushIntervalMs: opts.flushIntervalMs ?? 60_000,
     bufferMax: opts.bufferMax ?? 1000,
     integrationSinks: opts.sinks ?? [],
+    ...(opts.maxBatchRows ? { maxBatchRows: opts.maxBatchRows } : {}),
   });
   const counter = async (name: string, labels: Record<string, string> = {}) => {
     const m = await registry.getSingleMetric(name)?.get();
@@ -252,5 +255,26 @@ describe('HeartbeatWriter', () => {
     writer.enqueue(hb(slug), clock.now());
     await writer.flush();
     expect(batches).toHaveLength(3);
+  });
+});
+
+describe('HeartbeatWriter fairness', () => {
+  it('writes every project in turn even when the first batch beats again during each write', async () => {
+    // Batches of 2 over 6 projects, and the two at the front beat again while every write is under
+    // way, as a fleet beating faster than one batch writes would.
+    const { writer, clock, state } = makeWriter({ maxBatchRows: 2 });
+    const slugs = Array.from({ length: 6 }, () => slugOf('fair'));
+    for (const s of slugs) writer.enqueue(hb(s), clock.now());
+    state.onExecute = () => {
+      clock.advance(10);
+      for (const s of slugs.slice(0, 2)) writer.enqueue(hb(s), clock.now());
+    };
+    await writer.flush();
+    state.onExecute = undefined;
+    const rows = await query<{ slug: string }>(
+      handle.db,
+      sql`select slug from projects where slug = any(${sql.param(slugs)}::text[]) and last_heartbeat_at is not null`,
+    );
+    expect(rows.map((r) => r.slug).sort()).toEqual([...slugs].sort());
   });
 });

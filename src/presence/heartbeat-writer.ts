@@ -225,8 +225,16 @@ export class HeartbeatWriter {
     this.#o.metrics.flushes.inc({ result: 'ok' });
 
     for (const [slug, entry] of batch) {
-      // A newer heartbeat that arrived during the write stays pending.
-      if (this.#pending.get(slug) === entry) this.#pending.delete(slug);
+      const current = this.#pending.get(slug);
+      if (current === entry) {
+        this.#pending.delete(slug);
+      } else if (current) {
+        // A newer heartbeat arrived during the write: it waits behind the projects not yet written,
+        // or a fleet refreshing faster than one batch writes would keep the same batch at the front
+        // and starve every project after it (they would turn offline while beating).
+        this.#pending.delete(slug);
+        this.#pending.set(slug, current);
+      }
     }
     this.#o.metrics.pending.set(this.#pending.size);
 
@@ -273,24 +281,36 @@ export class HeartbeatWriter {
       ) as h(slug, received_at, health, version, interval_s, name, hub_url, mesh_namespace, tags)`;
 
     if (this.#o.autoRegister) {
+      // Update first and insert only the slugs that are new: most rows exist, and an UPDATE of
+      // unindexed columns stays a HOT update (see the projects fillfactor), where INSERT … ON CONFLICT
+      // DO UPDATE costs a speculative index insertion per row. A slug inserted meanwhile by another
+      // replica is skipped here (on conflict do nothing) and written with its next heartbeat.
       // Projects first seen in a heartbeat are owned by it: their address follows the heartbeat.
       const rows = await query<{ slug: string; inserted: boolean }>(
         this.#o.db,
-        sql`insert into projects as p (slug, name, hub_url, mesh_namespace, tags, source, last_heartbeat_at,
-                                        reported_health, version, interval_s, created_at, updated_at)
-            select h.slug, coalesce(h.name, h.slug), h.hub_url, h.mesh_namespace, coalesce(h.tags, '[]'::jsonb),
-                   'heartbeat', h.received_at, h.health, h.version, h.interval_s, ${now}::timestamptz, h.received_at
-            from ${h}
-            on conflict (slug) do update set
-              last_heartbeat_at = excluded.last_heartbeat_at,
-              reported_health = excluded.reported_health,
-              version = excluded.version,
-              interval_s = excluded.interval_s,
-              updated_at = excluded.updated_at,
-              hub_url = case when p.source = 'heartbeat' then excluded.hub_url else p.hub_url end,
-              mesh_namespace = case when p.source = 'heartbeat' then excluded.mesh_namespace else p.mesh_namespace end
-            where p.last_heartbeat_at is null or p.last_heartbeat_at <= excluded.last_heartbeat_at
-            returning p.slug, (p.xmax = 0) as inserted`,
+        sql`with h as (select * from ${h}),
+            upd as (
+              update projects p set
+                last_heartbeat_at = h.received_at, reported_health = h.health, version = h.version,
+                interval_s = h.interval_s, updated_at = h.received_at,
+                hub_url = case when p.source = 'heartbeat' then h.hub_url else p.hub_url end,
+                mesh_namespace = case when p.source = 'heartbeat' then h.mesh_namespace else p.mesh_namespace end
+              from h
+              where p.slug = h.slug and (p.last_heartbeat_at is null or p.last_heartbeat_at <= h.received_at)
+              returning p.slug
+            ),
+            ins as (
+              insert into projects (slug, name, hub_url, mesh_namespace, tags, source, last_heartbeat_at,
+                                    reported_health, version, interval_s, created_at, updated_at)
+              select h.slug, coalesce(h.name, h.slug), h.hub_url, h.mesh_namespace, coalesce(h.tags, '[]'::jsonb),
+                     'heartbeat', h.received_at, h.health, h.version, h.interval_s, ${now}::timestamptz, h.received_at
+              from h where not exists (select 1 from projects p where p.slug = h.slug)
+              on conflict (slug) do nothing
+              returning slug
+            )
+            select slug, false as inserted from upd
+            union all
+            select slug, true as inserted from ins`,
       );
       const done = new Map(rows.map((r) => [r.slug, r.inserted]));
       return batch.map(([slug]) => ({

@@ -69,6 +69,9 @@ export const presencePlugin = fp(
       log: app.log,
       metrics,
       intervalMs: config.sweepIntervalS * 1000,
+      // Heartbeats this instance received but has not written yet must count before anything is
+      // judged silent; a failed flush keeps them pending and the sweep goes on with what is stored.
+      beforeSweep: () => writer.flush().catch(() => {}),
       onTransitions: (transitions) => relay.publish(transitions),
     });
     const streams = new EventStreams(app.feed);

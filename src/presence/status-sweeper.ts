@@ -12,6 +12,8 @@ export interface StatusSweeperOptions {
   log: FastifyBaseLogger;
   metrics?: PresenceMetrics;
   intervalMs: number;
+  /** Runs before each sweep (the plugin flushes the local heartbeat writer). */
+  beforeSweep?: () => Promise<void>;
   /** Receives the transitions this instance claimed, once each. */
   onTransitions?: (transitions: Transition[]) => Promise<void> | void;
 }
@@ -59,6 +61,7 @@ export class StatusSweeper {
 
   /** One sweep: returns the transitions this instance claimed. */
   async sweepOnce(): Promise<Transition[]> {
+    await this.#o.beforeSweep?.();
     const counts = await this.#o.catalog.countPendingOffline();
     this.#o.guard.observe(counts, this.#o.clock.now());
     const transitions = await this.#o.catalog.sweepStatuses();
