@@ -89,5 +89,4 @@ CREATE INDEX "idx_integration_edges_to" ON "integration_edges" USING btree ("to_
 CREATE UNIQUE INDEX "uq_project_metrics_observation" ON "project_metrics" USING btree ("project_id","metric_type","observed_at");--> statement-breakpoint
 CREATE INDEX "idx_project_metrics_observed_at" ON "project_metrics" USING btree ("observed_at");--> statement-breakpoint
 CREATE INDEX "idx_status_events_project_at" ON "project_status_events" USING btree ("project_id","at");--> statement-breakpoint
-CREATE INDEX "idx_projects_status" ON "projects" USING btree ("status");--> statement-breakpoint
-CREATE INDEX "idx_projects_slug" ON "projects" USING btree ("slug");
+CREATE INDEX "idx_projects_status" ON "projects" USING btree ("status");

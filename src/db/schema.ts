@@ -44,9 +44,9 @@ export const projects = pgTable(
     createdAt: tz('created_at').notNull().defaultNow(),
     updatedAt: tz('updated_at').notNull().defaultNow(),
   },
+  // The unique constraint on slug is the slug index; a second one would only slow every write.
   (t) => [
     index('idx_projects_status').on(t.status),
-    index('idx_projects_slug').on(t.slug),
     check('projects_status_check', sql`${t.status} in ('online', 'offline', 'degraded')`),
     check('projects_source_check', sql`${t.source} in ('config', 'api', 'heartbeat')`),
     check(
