@@ -19,10 +19,12 @@ export interface AcceptedHeartbeat {
 export class HeartbeatIntake {
   readonly #writer: HeartbeatWriter;
   readonly #rejections: HeartbeatRejections;
-  readonly #metrics: PresenceMetrics;
   readonly #clock: Clock;
   readonly #db: Database;
   readonly #autoRegister: boolean;
+  /** Bound once: looking a labelled child up per message costs more than the rest of the count. */
+  readonly #receivedNats: { inc(): void };
+  readonly #receivedHttp: { inc(): void };
 
   constructor(deps: {
     writer: HeartbeatWriter;
@@ -34,16 +36,17 @@ export class HeartbeatIntake {
   }) {
     this.#writer = deps.writer;
     this.#rejections = deps.rejections;
-    this.#metrics = deps.metrics;
     this.#clock = deps.clock;
     this.#db = deps.db;
     this.#autoRegister = deps.autoRegister;
+    this.#receivedNats = deps.metrics.received.labels({ transport: 'nats' });
+    this.#receivedHttp = deps.metrics.received.labels({ transport: 'http' });
   }
 
   /** A message on `hub.presence.<slug>`: never throws. */
   fromNats(subject: string, data: Uint8Array): boolean {
     const receivedAt = this.#clock.now();
-    this.#metrics.received.inc({ transport: 'nats' });
+    this.#receivedNats.inc();
     const subjectSlug = subject.startsWith(PRESENCE_SUBJECT_PREFIX)
       ? subject.slice(PRESENCE_SUBJECT_PREFIX.length)
       : subject;
@@ -61,7 +64,7 @@ export class HeartbeatIntake {
    */
   async fromHttp(body: unknown): Promise<AcceptedHeartbeat> {
     const receivedAt = this.#clock.now();
-    this.#metrics.received.inc({ transport: 'http' });
+    this.#receivedHttp.inc();
     const checked = checkHeartbeatValue(body);
     if (!checked.ok) {
       this.#rejections.reject(checked.reason, { transport: 'http' }, checked.message);
