@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Clock } from '../clock.ts';
 import type { IntegrationsSink } from '../core.ts';
-import { arrayParam, type Database, query } from '../db/connection.ts';
+import { type Database, query } from '../db/connection.ts';
 import type { CheckResult } from '../health.ts';
 import type { Heartbeat } from '../protocol/index.ts';
 import type { HeartbeatRejections, PresenceMetrics } from './presence-metrics.ts';
@@ -267,18 +267,21 @@ export class HeartbeatWriter {
 
   async #write(batch: Array<[string, PendingHeartbeat]>): Promise<WrittenRow[]> {
     const now = this.#o.clock.now().toISOString();
-    const col = <T>(f: (e: PendingHeartbeat) => T) => arrayParam(batch.map(([, e]) => f(e)));
-    const h = sql`unnest(
-        ${col((e) => e.heartbeat.project_slug)}::text[],
-        ${col((e) => e.receivedAt.toISOString())}::timestamptz[],
-        ${col((e) => e.heartbeat.health ?? 'ok')}::text[],
-        ${col((e) => e.heartbeat.version ?? null)}::text[],
-        ${col((e) => e.heartbeat.interval_s ?? null)}::float8[],
-        ${col((e) => e.heartbeat.name ?? null)}::text[],
-        ${col((e) => e.heartbeat.hub_url)}::text[],
-        ${col((e) => e.heartbeat.mesh_namespace)}::text[],
-        ${col((e) => (e.heartbeat.tags ? JSON.stringify(e.heartbeat.tags) : null))}::jsonb[]
-      ) as h(slug, received_at, health, version, interval_s, name, hub_url, mesh_namespace, tags)`;
+    // One JSON parameter rather than nine arrays: JSON.stringify is native, while node-postgres
+    // escapes every element of an array parameter in JavaScript, on the thread that receives heartbeats.
+    const rows = batch.map(([, e]) => ({
+      slug: e.heartbeat.project_slug,
+      received_at: e.receivedAt.toISOString(),
+      health: e.heartbeat.health ?? 'ok',
+      version: e.heartbeat.version ?? null,
+      interval_s: e.heartbeat.interval_s ?? null,
+      name: e.heartbeat.name ?? null,
+      hub_url: e.heartbeat.hub_url,
+      mesh_namespace: e.heartbeat.mesh_namespace,
+      tags: e.heartbeat.tags ?? null,
+    }));
+    const h = sql`json_to_recordset(${JSON.stringify(rows)}::json) as h(slug text, received_at timestamptz,
+        health text, version text, interval_s float8, name text, hub_url text, mesh_namespace text, tags jsonb)`;
 
     if (this.#o.autoRegister) {
       // Update first and insert only the slugs that are new: most rows exist, and an UPDATE of
