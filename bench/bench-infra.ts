@@ -1,11 +1,8 @@
 /** What the benchmark runs on: its own nats-server and a throwaway PostgreSQL database. */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
+import { Worker } from 'node:worker_threads';
+import { startNatsServer as startTestNatsServer } from '../test/helpers/nats-server.ts';
+import { createPostgresDatabase } from '../test/helpers/postgres.ts';
+import type { PublishJob, PublishResult } from './publisher-thread.ts';
 
 export const NATS_SERVER_BIN = '/usr/sbin/nats-server';
 export const DEFAULT_POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -15,54 +12,10 @@ export interface NatsHandle {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-async function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = new Socket();
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-    s.connect(port, '127.0.0.1');
-  });
-}
-
 /** A nats-server of the benchmark's own, so nothing else on the machine takes its heartbeats. */
 export async function startNatsServer(bin = NATS_SERVER_BIN): Promise<NatsHandle> {
-  const port = await freePort();
-  const store = mkdtempSync(join(tmpdir(), 'fed-bench-nats-'));
-  const proc: ChildProcess = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], {
-    stdio: 'ignore',
-  });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const deadline = Date.now() + 10_000;
-  while (!(await portOpen(port))) {
-    if (proc.exitCode !== null || Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`${bin} did not open port ${port}`);
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    async close() {
-      if (proc.exitCode === null) {
-        proc.kill('SIGTERM');
-        await exited;
-      }
-      rmSync(store, { recursive: true, force: true });
-    },
-  };
+  const server = await startTestNatsServer(bin);
+  return { url: server.url, close: () => server.destroy() };
 }
 
 export interface DatabaseHandle {
@@ -71,29 +24,23 @@ export interface DatabaseHandle {
 }
 
 /** A fresh, uniquely named database on the PostgreSQL server of `adminUrl`. */
-export async function createDatabase(adminUrl = DEFAULT_POSTGRES_ADMIN_URL): Promise<DatabaseHandle> {
-  const name = `fed_bench_${process.pid}_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
-  await admin.connect();
-  try {
-    await admin.query(`create database "${name}"`);
-  } finally {
-    await admin.end();
-  }
-  const u = new URL(adminUrl);
-  u.pathname = `/${name}`;
-  return {
-    url: u.toString(),
-    async drop() {
-      const c = new pg.Client({ connectionString: adminUrl });
-      await c.connect();
-      try {
-        await c.query(`drop database if exists "${name}" with (force)`);
-      } finally {
-        await c.end();
-      }
-    },
-  };
+export const createDatabase = (adminUrl = DEFAULT_POSTGRES_ADMIN_URL): Promise<DatabaseHandle> =>
+  createPostgresDatabase('fed_bench', adminUrl);
+
+/** Runs one publish job in a worker thread (TypeScript through tsx, like the CLI). */
+export function runPublisher(job: PublishJob): Promise<PublishResult> {
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const entry = new URL('./publisher-thread.ts', import.meta.url).href;
+  const source = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry)});`;
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(source, { eval: true, workerData: job });
+    worker.once('message', (m: { ok: true; result: PublishResult } | { ok: false; error: string }) => {
+      void worker.terminate();
+      if (m.ok) resolve(m.result);
+      else reject(new Error(`publisher: ${m.error}`));
+    });
+    worker.once('error', reject);
+  });
 }
 
 /** Nearest-rank percentile of `values` (0 < p ≤ 100); NaN when there are none. */

@@ -3,7 +3,6 @@
  * the seed's per-message path on the same workload in the same run. See bench/README.md.
  */
 import { loadavg } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { type App, buildApp } from '../src/app.ts';
@@ -15,12 +14,12 @@ import {
   DEFAULT_POSTGRES_ADMIN_URL,
   type NatsHandle,
   percentile,
+  runPublisher,
   sleep,
   startNatsServer,
   until,
 } from './bench-infra.ts';
 import { PerMessageWorker } from './per-message-worker.ts';
-import type { PublishJob, PublishResult } from './publisher-thread.ts';
 
 export interface BenchOptions {
   quick: boolean;
@@ -107,22 +106,6 @@ function heartbeatFor(slug: string, version: string): Heartbeat {
     timestamp: new Date().toISOString(),
     version,
   };
-}
-
-/** Runs one publish job in a worker thread (TypeScript through tsx, like the CLI). */
-function runPublisher(job: PublishJob): Promise<PublishResult> {
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./publisher-thread.ts', import.meta.url).href;
-  const source = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry)});`;
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(source, { eval: true, workerData: job });
-    worker.once('message', (m: { ok: true; result: PublishResult } | { ok: false; error: string }) => {
-      void worker.terminate();
-      if (m.ok) resolve(m.result);
-      else reject(new Error(`publisher: ${m.error}`));
-    });
-    worker.once('error', reject);
-  });
 }
 
 async function counterValue(app: App, name: string, labels: Record<string, string> = {}): Promise<number> {

@@ -3,14 +3,20 @@
  * NATS receive (plain queue subscription), check (decode + JSON.parse + schema), the intake as a whole
  * without NATS, and the writer's batched flush into PostgreSQL.
  */
-import { Worker } from 'node:worker_threads';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { checkHeartbeatMessage } from '../src/presence/heartbeat-check.ts';
-import { createDatabase, type NatsHandle, percentile, sleep, startNatsServer, until } from './bench-infra.ts';
-import type { PublishJob, PublishResult } from './publisher-thread.ts';
+import {
+  createDatabase,
+  type NatsHandle,
+  percentile,
+  runPublisher,
+  sleep,
+  startNatsServer,
+  until,
+} from './bench-infra.ts';
 import { slugOf } from './publisher-thread.ts';
 
 export interface StageResult {
@@ -21,21 +27,6 @@ export interface StageResult {
   flush_rows_per_s: number;
   flush_10k_ms: number;
   flush_10k_fillfactor50_ms: number;
-}
-
-function runPublisher(job: PublishJob): Promise<PublishResult> {
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./publisher-thread.ts', import.meta.url).href;
-  const source = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry)});`;
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(source, { eval: true, workerData: job });
-    worker.once('message', (m: { ok: true; result: PublishResult } | { ok: false; error: string }) => {
-      void worker.terminate();
-      if (m.ok) resolve(m.result);
-      else reject(new Error(`publisher: ${m.error}`));
-    });
-    worker.once('error', reject);
-  });
 }
 
 const decoder = new TextDecoder();

@@ -41,12 +41,12 @@ export interface TestNatsServer {
 }
 
 /** A nats-server of the test's own, on a random port with a throwaway JetStream store. */
-export async function startNatsServer(): Promise<TestNatsServer> {
+export async function startNatsServer(bin = NATS_SERVER_BIN): Promise<TestNatsServer> {
   const port = await freePort();
   const store = mkdtempSync(join(tmpdir(), 'fed-nats-'));
   let proc: ChildProcess | undefined;
   const start = async () => {
-    proc = spawn(NATS_SERVER_BIN, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], {
+    proc = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], {
       stdio: 'ignore',
     });
     const deadline = Date.now() + 10_000;

@@ -11,21 +11,24 @@ export interface TestDatabase {
 }
 
 /** Creates an empty database with a unique name (tests run in parallel on one server). */
-export async function createPostgresDatabase(prefix = 'fed_test'): Promise<TestDatabase> {
+export async function createPostgresDatabase(
+  prefix = 'fed_test',
+  adminUrl = POSTGRES_ADMIN_URL,
+): Promise<TestDatabase> {
   const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
+  const admin = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
   await admin.connect();
   try {
     await admin.query(`create database "${name}"`);
   } finally {
     await admin.end();
   }
-  const u = new URL(POSTGRES_ADMIN_URL);
+  const u = new URL(adminUrl);
   u.pathname = `/${name}`;
   return {
     url: u.toString(),
     async drop() {
-      const c = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
+      const c = new pg.Client({ connectionString: adminUrl });
       await c.connect();
       try {
         await c.query(`drop database if exists "${name}" with (force)`);
