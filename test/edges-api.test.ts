@@ -3,23 +3,13 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { ManualClock } from '../src/clock.ts';
 import { query } from '../src/db/connection.ts';
+import type { EdgeResponse } from '../src/edges/schemas.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
 import { ENGINES, type TestDatabase } from './helpers/postgres.ts';
 
 const ADMIN = 'edges-admin-token';
 const START = new Date('2025-06-01T12:00:00Z');
 const auth = { authorization: `Bearer ${ADMIN}` };
-
-interface EdgeBody {
-  id: number;
-  from: string;
-  to: string;
-  kind: string;
-  strength: number;
-  source: string;
-  details: Record<string, unknown> | null;
-  last_seen_at: string;
-}
 
 async function register(app: App, slug: string): Promise<void> {
   const res = await app.inject({
@@ -75,7 +65,7 @@ describe.each(ENGINES)('edges API on $name', (engine) => {
   it('creates an edge (201), then updates the same edge (200, same id) and keeps omitted fields', async () => {
     const created = await post({ from: a, to: b, kind: 'api', strength: 0.8, details: { path: '/v1' } });
     expect(created.statusCode).toBe(201);
-    const edge = created.json<EdgeBody>();
+    const edge = created.json<EdgeResponse>();
     expect(edge).toMatchObject({
       from: a,
       to: b,
@@ -89,7 +79,7 @@ describe.each(ENGINES)('edges API on $name', (engine) => {
     clock.advance(5000);
     const updated = await post({ from: a, to: b, kind: 'api', strength: 0.3 });
     expect(updated.statusCode).toBe(200);
-    expect(updated.json<EdgeBody>()).toMatchObject({
+    expect(updated.json<EdgeResponse>()).toMatchObject({
       id: edge.id,
       strength: 0.3,
       details: { path: '/v1' },
@@ -98,7 +88,7 @@ describe.each(ENGINES)('edges API on $name', (engine) => {
 
     const defaulted = await post({ from: b, to: a, kind: 'queue' });
     expect(defaulted.statusCode).toBe(201);
-    expect(defaulted.json<EdgeBody>()).toMatchObject({ strength: 0.5, details: null });
+    expect(defaulted.json<EdgeResponse>()).toMatchObject({ strength: 0.5, details: null });
   });
 
   it('answers 404 naming an unknown project', async () => {
@@ -138,14 +128,14 @@ describe.each(ENGINES)('edges API on $name', (engine) => {
       401,
     );
     const created = await post({ from: a, to: b, kind: 'api' });
-    const id = created.json<EdgeBody>().id;
+    const id = created.json<EdgeResponse>().id;
     expect((await app.inject({ method: 'DELETE', url: `/api/fed/edges/${id}` })).statusCode).toBe(401);
     const list = await app.inject({ method: 'GET', url: `/api/fed/edges?project=${a}` });
-    expect(list.json<EdgeBody[]>()).toHaveLength(1);
+    expect(list.json<EdgeResponse[]>()).toHaveLength(1);
   });
 
   it('deletes an edge (204), then 404 for it and for a malformed id (400)', async () => {
-    const id = (await post({ from: a, to: b, kind: 'api' })).json<EdgeBody>().id;
+    const id = (await post({ from: a, to: b, kind: 'api' })).json<EdgeResponse>().id;
     const del = await app.inject({ method: 'DELETE', url: `/api/fed/edges/${id}`, headers: auth });
     expect(del.statusCode).toBe(204);
     expect(del.body).toBe('');
@@ -166,7 +156,7 @@ describe.each(ENGINES)('edges API on $name', (engine) => {
       const res = await app.inject({ method: 'GET', url: `/api/fed/edges?${qs}` });
       expect(res.statusCode).toBe(200);
       return res
-        .json<EdgeBody[]>()
+        .json<EdgeResponse[]>()
         .filter((e) => [a, b, c].includes(e.from))
         .map((e) => `${e.from}>${e.to}:${e.kind}:${e.source}`)
         .sort();
@@ -201,7 +191,7 @@ describe.each(ENGINES)('edges API on $name', (engine) => {
       },
     ]);
     const edges = (await app.inject({ method: 'GET', url: `/api/fed/edges?project=${a}` })).json<
-      EdgeBody[]
+      EdgeResponse[]
     >();
     expect(edges).toHaveLength(1);
     expect(edges[0]).toMatchObject({ from: a, to: b, kind: 'api', strength: 0.9, source: 'discovered' });
@@ -217,13 +207,13 @@ describe.each(ENGINES)('edges API on $name', (engine) => {
   });
 
   it('never downgrades an api edge to discovered, but refreshes when it was seen', async () => {
-    const apiEdge = (await post({ from: a, to: b, kind: 'api', strength: 0.2 })).json<EdgeBody>();
+    const apiEdge = (await post({ from: a, to: b, kind: 'api', strength: 0.2 })).json<EdgeResponse>();
     clock.advance(60_000);
     await app.integrationSinks[0]?.([
       { slug: a, integrations: [{ to: b, kind: 'api', strength: 0.9 }], at: clock.now() },
     ]);
     const [edge] = (await app.inject({ method: 'GET', url: `/api/fed/edges?project=${a}` })).json<
-      EdgeBody[]
+      EdgeResponse[]
     >();
     expect(edge).toMatchObject({
       id: apiEdge.id,
@@ -237,7 +227,7 @@ describe.each(ENGINES)('edges API on $name', (engine) => {
     await app.integrationSinks[0]?.([{ slug: a, integrations: [{ to: b, kind: 'queue' }], at: clock.now() }]);
     const res = await post({ from: a, to: b, kind: 'queue', strength: 0.7 });
     expect(res.statusCode).toBe(200);
-    expect(res.json<EdgeBody>()).toMatchObject({ source: 'api', strength: 0.7 });
+    expect(res.json<EdgeResponse>()).toMatchObject({ source: 'api', strength: 0.7 });
   });
 
   it('serves the graph: every project with live status, heartbeat age and latest metrics, and every edge', async () => {
@@ -277,7 +267,7 @@ describe.each(ENGINES)('edges API on $name', (engine) => {
         heartbeat_age_s: number | null;
         metrics: Record<string, { value: number | string | null; observed_at: string }>;
       }>;
-      edges: EdgeBody[];
+      edges: EdgeResponse[];
     }>();
     const node = (slug: string) => {
       const n = graph.nodes.find((x) => x.slug === slug);

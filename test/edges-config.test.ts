@@ -3,21 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
+import type { EdgeResponse } from '../src/edges/schemas.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
 import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts';
 
 const ADMIN = 'edges-config-token';
 const auth = { authorization: `Bearer ${ADMIN}` };
-
-interface EdgeBody {
-  id: number;
-  from: string;
-  to: string;
-  kind: string;
-  strength: number;
-  source: string;
-  details: Record<string, unknown> | null;
-}
 
 /** projects.yaml edges on real PostgreSQL, across restarts that change the file. */
 describe('edges from projects.yaml', () => {
@@ -35,9 +26,9 @@ describe('edges from projects.yaml', () => {
   };
   const start = (file: string): Promise<App> =>
     buildTestApp({ DATABASE_URL: database.url, FED_PROJECTS_FILE: file, FED_ADMIN_TOKEN: ADMIN });
-  const edgesOf = async (app: App): Promise<EdgeBody[]> =>
-    (await app.inject({ method: 'GET', url: '/api/fed/edges' })).json<EdgeBody[]>();
-  const key = (e: EdgeBody) => `${e.from}>${e.to}:${e.kind}:${e.source}`;
+  const edgesOf = async (app: App): Promise<EdgeResponse[]> =>
+    (await app.inject({ method: 'GET', url: '/api/fed/edges' })).json<EdgeResponse[]>();
+  const key = (e: EdgeResponse) => `${e.from}>${e.to}:${e.kind}:${e.source}`;
 
   beforeAll(async () => {
     database = await createPostgresDatabase();

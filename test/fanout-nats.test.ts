@@ -4,6 +4,7 @@ import type { App } from '../src/app.ts';
 import { ActionResponder } from '../src/client/action-responder.ts';
 import { fanoutCommand } from '../src/commands/fanout.ts';
 import type { FanoutProgress } from '../src/fanout/fanout-runner.ts';
+import type { FanoutRunResponse } from '../src/fanout/routes.ts';
 import { actionSubject } from '../src/protocol/index.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
 import { startNatsServer, type TestNatsServer } from './helpers/nats-server.ts';
@@ -12,20 +13,6 @@ import { waitFor } from './helpers/wait.ts';
 
 const ADMIN = 'admin-secret';
 const admin = { authorization: `Bearer ${ADMIN}` };
-
-interface RunJson {
-  id: string;
-  status: 'running' | 'done';
-  counts: Record<string, number>;
-  results: Array<{
-    slug: string;
-    outcome: string;
-    result?: unknown;
-    error?: string;
-    duration_ms: number | null;
-  }>;
-  finished_at: string | null;
-}
 
 describe('fan-out over real NATS and PostgreSQL', () => {
   let natsServer: TestNatsServer;
@@ -74,16 +61,16 @@ describe('fan-out over real NATS and PostgreSQL', () => {
     responders.push(r);
   }
 
-  async function start(body: object): Promise<RunJson> {
+  async function start(body: object): Promise<FanoutRunResponse> {
     const res = await app.inject({ method: 'POST', url: '/api/fed/actions', headers: admin, payload: body });
     expect(res.statusCode, res.body).toBe(202);
-    return res.json() as RunJson;
+    return res.json() as FanoutRunResponse;
   }
 
-  async function get(id: string): Promise<RunJson> {
+  async function get(id: string): Promise<FanoutRunResponse> {
     const res = await app.inject({ method: 'GET', url: `/api/fed/actions/${id}`, headers: admin });
     expect(res.statusCode).toBe(200);
-    return res.json() as RunJson;
+    return res.json() as FanoutRunResponse;
   }
 
   const waitDone = (id: string, timeoutMs = 10_000) =>
@@ -95,7 +82,7 @@ describe('fan-out over real NATS and PostgreSQL', () => {
       { timeoutMs, what: `run ${id} done` },
     );
 
-  const bySlug = (run: RunJson) => Object.fromEntries(run.results.map((r) => [r.slug, r]));
+  const bySlug = (run: FanoutRunResponse) => Object.fromEntries(run.results.map((r) => [r.slug, r]));
 
   beforeAll(async () => {
     // A NATS of its own: on the shared one, other files' apps in the queue group would take heartbeats.
@@ -233,7 +220,7 @@ describe('fan-out over real NATS and PostgreSQL', () => {
     expect(run.results.map((x) => x.slug)).toEqual([slug.offline]);
     const list = await app.inject({ method: 'GET', url: '/api/fed/actions?limit=2', headers: admin });
     expect(list.statusCode).toBe(200);
-    const runs = list.json() as RunJson[];
+    const runs = list.json() as FanoutRunResponse[];
     expect(runs).toHaveLength(2);
     expect(runs[0]?.id).toBe(created.id);
     expect(runs[0]?.counts).toMatchObject({ offline: 1 });
@@ -293,7 +280,7 @@ describe('fan-out over real NATS and PostgreSQL', () => {
       payload: { action: 'audit', targets: { slugs: [slug.fast, slug.silent] }, timeout_ms: 60_000 },
     });
     expect(res.statusCode).toBe(202);
-    const id = (res.json() as RunJson).id;
+    const id = (res.json() as FanoutRunResponse).id;
     await waitFor(async () => (await get(id)).counts.ok === 1, { what: 'fast answer stored' });
     await other.close();
     const run = await get(id);

@@ -1,21 +1,9 @@
 import { parseArgs } from 'node:util';
+import type { FanoutRunResponse } from '../fanout/routes.ts';
 import { formatTable } from './projects.ts';
 import type { Command } from './types.ts';
 
-interface RunBody {
-  id: string;
-  action: string;
-  status: 'running' | 'done';
-  timeout_ms: number;
-  counts: Record<string, number>;
-  results: Array<{
-    slug: string;
-    outcome: string;
-    result?: unknown;
-    error?: string;
-    duration_ms: number | null;
-  }>;
-}
+type RunBody = FanoutRunResponse;
 
 const POLL_INTERVAL_MS = 200;
 /** Past the run's own timeout, how long the CLI keeps polling before giving up on the server. */
@@ -49,8 +37,8 @@ export function formatRun(run: RunBody): string {
     rows.push([r.slug, r.outcome, r.duration_ms === null ? '-' : String(r.duration_ms), summariseResult(r)]);
   }
   const c = run.counts;
-  const counts = ['ok', 'error', 'timeout', 'not_allowed', 'offline']
-    .map((k) => `${c[k] ?? 0} ${k}`)
+  const counts = (['ok', 'error', 'timeout', 'not_allowed', 'offline'] as const)
+    .map((k) => `${c[k]} ${k}`)
     .join(', ');
   return `${formatTable(rows)}\n\nrun ${run.id} (${run.action}) ${run.status}: ${counts}`;
 }

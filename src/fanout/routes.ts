@@ -93,7 +93,12 @@ const runFields = {
   finished_at: NullableTimestamp,
 };
 const RunSummarySchema = Type.Object(runFields, { $id: 'FanoutRunSummary' });
-const RunSchema = Type.Object({ ...runFields, results: Type.Array(ResultSchema) }, { $id: 'FanoutRun' });
+export const RunSchema = Type.Object(
+  { ...runFields, results: Type.Array(ResultSchema) },
+  { $id: 'FanoutRun' },
+);
+/** A fan-out run as `GET /api/fed/actions/:id` returns it. */
+export type FanoutRunResponse = Static<typeof RunSchema>;
 
 function toSummary(r: RunSummary): Static<typeof RunSummarySchema> {
   return {
