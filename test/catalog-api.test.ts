@@ -287,6 +287,15 @@ describe('catalog API limits and tokens', () => {
       });
       expect(write.statusCode).toBe(401);
       expect((await app.inject({ url: '/api/fed/health' })).statusCode).toBe(200);
+      // The router decodes %61 to "a": the token check must not be walked around that way.
+      expect((await app.inject({ url: '/%61pi/fed/projects' })).statusCode).toBe(401);
+      const encodedWrite = await app.inject({
+        method: 'POST',
+        url: '/%61pi/fed/projects',
+        payload: valid('sneaky'),
+      });
+      expect(encodedWrite.statusCode).toBe(401);
+      expect((await app.inject({ url: '/%6detrics' })).statusCode).toBe(401);
     } finally {
       await app.close();
     }

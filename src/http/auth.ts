@@ -29,13 +29,16 @@ export const authPlugin = fp(
   async (app: FastifyInstance, opts: { adminToken: string | undefined; readToken: string | undefined }) => {
     const { adminToken, readToken } = opts;
     app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-      const path = request.url.split('?')[0] ?? '';
-      const isApi = path.startsWith('/api/fed/') || path === '/metrics';
+      // Decide on the route that matched, never on the raw URL: the router decodes "%61pi" to "api",
+      // so a check on request.url could be walked around with percent-encoding.
+      const route = request.routeOptions.url;
+      if (route === undefined) return; // no route: the 404 handler answers
+      const isApi = route.startsWith('/api/fed/') || route === '/metrics';
       if (
         !isApi ||
-        OPEN_PATHS.has(path) ||
-        path.startsWith('/api/fed/docs') ||
-        path === '/api/fed/openapi.json'
+        OPEN_PATHS.has(route) ||
+        route.startsWith('/api/fed/docs') ||
+        route === '/api/fed/openapi.json'
       ) {
         return;
       }
