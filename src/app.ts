@@ -26,11 +26,23 @@ export interface BuildAppOptions {
   clock?: Clock;
   /** A pino logger or false; defaults to one at config.logLevel. */
   logger?: boolean | object;
+  /** Where the default logger writes (stdout); tests read the log from here. */
+  logStream?: NodeJS.WritableStream;
   /** How long start-up waits for NATS before serving without it (it keeps trying). */
   natsFirstConnectWaitMs?: number;
 }
 
 export type App = FastifyInstance;
+
+/** Request log lines without secrets: `?access_token=` (how EventSource sends a token) is masked. */
+export function serializeRequest(req: { method: string; url: string; host?: string; ip?: string }) {
+  return {
+    method: req.method,
+    url: req.url.replace(/([?&]access_token=)[^&]*/gi, '$1***'),
+    host: req.host,
+    remoteAddress: req.ip,
+  };
+}
 
 /**
  * Builds the whole service: database (migrated), projects.yaml, NATS and every feature.
@@ -46,6 +58,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     logger: opts.logger ?? {
       level: config.logLevel,
       redact: ['req.headers.authorization', 'req.headers.cookie'],
+      serializers: { req: serializeRequest },
+      ...(opts.logStream ? { stream: opts.logStream } : {}),
     },
     bodyLimit: config.bodyLimitBytes,
   }).withTypeProvider<TypeBoxTypeProvider>();

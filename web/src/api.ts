@@ -157,7 +157,9 @@ export const api = {
     request<FanoutRun>(`/api/fed/actions/${encodeURIComponent(id)}`, { token: tokens.read() }),
   /** EventSource cannot send headers, so the read token rides in the query string. */
   eventsUrl: (): string => {
-    const token = tokens.read();
+    // Only the read token may travel in a URL (EventSource cannot send headers): URLs end up in
+    // logs and history, and the admin token must never be there.
+    const token = storage()?.getItem(READ_TOKEN_KEY) ?? undefined;
     return token ? `/api/fed/events?access_token=${encodeURIComponent(token)}` : '/api/fed/events';
   },
 };
