@@ -50,12 +50,53 @@ describe('PresenceOfflineGuard: mass offline', () => {
     expect(guard.state(clock.now()).holdAll).toBe(true);
   });
 
-  it('ends the hold early when the silent projects come back', () => {
+  it('keeps holding through a partial recovery until one more threshold has passed', () => {
+    const { clock, guard } = setup();
+    guard.observe({ pending: 30, live: 40 }, clock.now());
+    // Half of them are back: 15 of 40 is below the trigger, but the rest may be a beat away.
+    clock.advance(10_000);
+    guard.observe({ pending: 15, live: 40 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(true);
+    expect(guard.health(clock.now())).toMatchObject({
+      status: 'degraded',
+      mass_offline: { pending: 15, live: 40, until: '2025-01-01T00:01:30.000Z' },
+    });
+    clock.advance(OFFLINE_S * 1000 - 10_001);
+    guard.observe({ pending: 2, live: 40 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(true);
+  });
+
+  it('lets whoever is still silent flip once the hold expires, without re-arming', () => {
     const { clock, guard } = setup();
     guard.observe({ pending: 30, live: 40 }, clock.now());
     clock.advance(10_000);
-    guard.observe({ pending: 2, live: 40 }, clock.now());
+    guard.observe({ pending: 15, live: 40 }, clock.now());
+    clock.advance(OFFLINE_S * 1000 - 10_000);
+    guard.observe({ pending: 15, live: 40 }, clock.now());
     expect(guard.state(clock.now()).holdAll).toBe(false);
+    expect(guard.health(clock.now()).status).toBe('ok');
+    // The flips applied; the next mass event is held again.
+    clock.advance(1_000);
+    guard.observe({ pending: 0, live: 25 }, clock.now());
+    guard.observe({ pending: 20, live: 25 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(true);
+  });
+
+  it('ends the hold as soon as every silent project is back', () => {
+    const { clock, guard } = setup();
+    guard.observe({ pending: 30, live: 40 }, clock.now());
+    clock.advance(10_000);
+    guard.observe({ pending: 15, live: 40 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(true);
+    clock.advance(5_000);
+    guard.observe({ pending: 0, live: 40 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(false);
+    expect(guard.health(clock.now()).status).toBe('ok');
+    // A new mass event right after is a new hold, with its own full threshold.
+    clock.advance(1_000);
+    guard.observe({ pending: 25, live: 40 }, clock.now());
+    clock.advance(OFFLINE_S * 1000 - 1);
+    expect(guard.state(clock.now()).holdAll).toBe(true);
   });
 });
 

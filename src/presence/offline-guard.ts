@@ -24,7 +24,9 @@ type MassState =
  *   silence from before the last (re)connect does not count either;
  * - mass offline: when a sweep would take more than half of the live projects (and at least
  *   MASS_OFFLINE_MIN) offline, those flips wait one more offline threshold, then apply to whichever
- *   projects are still silent. It re-arms only once the pending count has dropped below the trigger.
+ *   projects are still silent. A partial recovery does not end the hold early (after a partition
+ *   heals, projects come back over one beat interval, not in one sweep); only a full one does. It
+ *   re-arms only once the pending count has dropped below the trigger.
  * Every guard ends by itself.
  */
 export class PresenceOfflineGuard implements OfflineGuard {
@@ -65,9 +67,10 @@ export class PresenceOfflineGuard implements OfflineGuard {
     if (m.phase === 'idle') {
       if (triggered) this.#mass = { phase: 'holding', since: now, ...counts };
     } else if (m.phase === 'holding') {
-      if (!triggered) this.#mass = { phase: 'idle' };
-      else if (!this.massHolding(now)) this.#mass = { phase: 'released', since: now };
-      else this.#mass = { ...m, ...counts };
+      if (counts.pending === 0) this.#mass = { phase: 'idle' };
+      else if (!this.massHolding(now)) {
+        this.#mass = triggered ? { phase: 'released', since: now } : { phase: 'idle' };
+      } else this.#mass = { ...m, ...counts };
     } else if (!triggered) {
       this.#mass = { phase: 'idle' };
     }

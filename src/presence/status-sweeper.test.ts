@@ -126,6 +126,30 @@ describe('StatusSweeper', () => {
     expect((await catalog.getProject('mass-0')).status).not.toBe('offline');
   });
 
+  it('keeps holding when most, but not all, come back during the hold', async () => {
+    const slugs = Array.from({ length: 12 }, (_, i) => `partial-${i}`);
+    for (const s of slugs) await register(s);
+    clock.advance(100_000); // past the start-up grace
+    for (const s of slugs) await catalog.updateHeartbeat(s);
+    await sweeper.sweepOnce();
+    clock.advance(91_000);
+    await sweeper.sweepOnce();
+    // Eight are back: the four still silent are below the trigger, but may be one beat away.
+    clock.advance(30_000);
+    for (const s of slugs.slice(0, 8)) await catalog.updateHeartbeat(s);
+    expect((await sweeper.sweepOnce()).filter((t) => t.to === 'offline')).toEqual([]);
+    clock.advance(59_000);
+    expect((await sweeper.sweepOnce()).filter((t) => t.to === 'offline')).toEqual([]);
+    clock.advance(1_000);
+    const flipped = await sweeper.sweepOnce();
+    expect(
+      flipped
+        .filter((t) => t.to === 'offline')
+        .map((t) => t.slug)
+        .sort(),
+    ).toEqual(slugs.slice(8).sort());
+  });
+
   it('refuses a second start and keeps sweeping after a failed sweep', async () => {
     let calls = 0;
     const flaky = new StatusSweeper({
