@@ -109,6 +109,9 @@ export class CatalogService {
             tags = excluded.tags,
             allow_fanout = ${input.allowFanout === undefined ? sql`projects.allow_fanout` : sql`excluded.allow_fanout`},
             configured = projects.configured or excluded.configured,
+            -- An operator registering a project a heartbeat introduced takes it over: from then on its
+            -- heartbeats no longer move hub_url or mesh_namespace (where fan-out sends actions).
+            source = case when projects.source = 'heartbeat' then excluded.source else projects.source end,
             updated_at = excluded.updated_at
           returning id, (xmax = 0) as inserted`,
     );
