@@ -48,6 +48,11 @@ describe('PostgreSQL unreachable', () => {
     expect(health.json().status).toBe('degraded');
     expect(health.json().checks.database.status).toBe('down');
 
+    // Prometheus still gets an answer: the scrape matters most during an outage.
+    const metrics = await app.inject({ url: '/metrics' });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.body).toContain('federation_heartbeats_received_total');
+
     await proxy.up();
     const back = await waitFor(
       async () => {

@@ -34,9 +34,11 @@ export const catalogPlugin = fp(
       help: 'Projects in the catalog by live status',
       labelNames: ['status'],
       registers: [app.metricsRegistry],
+      // A scrape must answer while the database is down (that is when it matters most): keep the
+      // last counts rather than failing the whole /metrics response.
       async collect() {
-        const counts = await catalog.countByStatus();
-        for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
+        const counts = await catalog.countByStatus().catch(() => undefined);
+        if (counts) for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
       },
     });
 

@@ -17,6 +17,8 @@ export const MIGRATIONS_FOLDER = resolve(dirname(fileURLToPath(import.meta.url))
 /** Serialises migrations when several replicas start together on one PostgreSQL. */
 const MIGRATION_LOCK_KEY = 0x6665645f; // "fed_"
 
+export const STATEMENT_TIMEOUT_MS = 15_000;
+
 export interface DatabaseHandle {
   db: Database;
   engine: 'postgres' | 'pglite';
@@ -58,6 +60,11 @@ export async function openDatabase(opts: {
       connectionString: databaseUrl,
       max: opts.poolSize ?? 10,
       connectionTimeoutMillis: 5000,
+      // A server that stops answering without closing the socket must not hang the writer, the
+      // sweeper or shutdown: statements end server-side after 15 s, and the client gives up at 20 s.
+      statement_timeout: STATEMENT_TIMEOUT_MS,
+      query_timeout: STATEMENT_TIMEOUT_MS + 5000,
+      keepAlive: true,
     });
     // An idle client losing its connection must not crash the process; the next query reconnects.
     pool.on('error', () => {});

@@ -57,8 +57,9 @@ export const edgesPlugin = fp(
       labelNames: ['source'],
       registers: [app.metricsRegistry],
       async collect() {
-        const counts = await edges.countBySource();
-        for (const [source, n] of Object.entries(counts)) this.set({ source }, n);
+        // Keep the last counts while the database is down instead of failing the whole scrape.
+        const counts = await edges.countBySource().catch(() => undefined);
+        if (counts) for (const [source, n] of Object.entries(counts)) this.set({ source }, n);
       },
     });
 
