@@ -4,6 +4,8 @@
  */
 import { type Static, Type } from 'typebox';
 
+export { findUnstorableText, MAX_CHECKED_DEPTH, unstorableTextMessage } from './unstorable-text.ts';
+
 export const SLUG_PATTERN = '^[a-z0-9-]+$';
 export const SLUG_MAX_LENGTH = 50;
 export const MAX_HEARTBEAT_BYTES = 8 * 1024;
