@@ -10,7 +10,7 @@ import {
 } from '../src/client/index.ts';
 import { type Heartbeat, HeartbeatSchema, presenceSubject } from '../src/protocol/index.ts';
 import { uniqueSlug } from './helpers/app.ts';
-import { SHARED_NATS_URL } from './helpers/nats-server.ts';
+import { SHARED_NATS_URL, startNatsServer, type TestNatsServer } from './helpers/nats-server.ts';
 import { waitFor } from './helpers/wait.ts';
 
 interface Received {
@@ -215,15 +215,104 @@ describe('FederationHeartbeat over NATS', () => {
     sub.unsubscribe();
   });
 
-  it('start() rejects with a clear message when NATS is unreachable', async () => {
+  it('beat() rejects with a clear message when NATS is unreachable', async () => {
     const hb = new FederationHeartbeat({
       slug: uniqueSlug('hb'),
       natsUrl: 'nats://127.0.0.1:1',
       env: {},
       connectionOptions: { timeout: 1000 },
     });
-    await expect(hb.start()).rejects.toThrow(/cannot reach NATS at nats:\/\/127\.0\.0\.1:1/);
-    expect(hb.running).toBe(false);
+    await expect(hb.beat()).rejects.toThrow(/cannot reach NATS at nats:\/\/127\.0\.0\.1:1/);
+    await hb.stop();
+  });
+});
+
+describe('FederationHeartbeat started before NATS', () => {
+  let server: TestNatsServer;
+  beforeAll(async () => {
+    server = await startNatsServer();
+  });
+  afterAll(async () => {
+    await server.destroy();
+  });
+
+  function quietPublisher(slug: string) {
+    const warnings: string[] = [];
+    const infos: string[] = [];
+    const hb = new FederationHeartbeat({
+      slug,
+      intervalS: 0.2,
+      natsUrl: server.url,
+      env: {},
+      logger: { warn: (m) => warnings.push(m), info: (m) => infos.push(m) },
+    });
+    return { hb, warnings, infos };
+  }
+
+  it('start() resolves while NATS is down, keeps trying, and beats once NATS is up', async () => {
+    await server.stop();
+    const slug = uniqueSlug('hb');
+    const { hb, warnings, infos } = quietPublisher(slug);
+    try {
+      await hb.start();
+      expect(hb.running).toBe(true);
+      expect(hb.stats.failed).toBeGreaterThanOrEqual(1);
+      expect(hb.stats.lastError).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:/);
+      expect(warnings[0]).toMatch(/cannot connect, retrying/);
+      await waitFor(() => hb.stats.failed >= 3, { what: 'connect retries during the outage' });
+      // Rate-limited: one warning for the whole outage so far.
+      expect(warnings).toHaveLength(1);
+
+      await server.start();
+      const sub = await connect({ servers: server.url });
+      try {
+        const { received } = collect(sub, slug);
+        await sub.flush();
+        await waitFor(() => received.length >= 2, { what: 'heartbeats after NATS came up' });
+        expect(Value.Errors(HeartbeatSchema, received[0]?.hb)).toEqual([]);
+        expect(received[0]?.hb.project_slug).toBe(slug);
+        expect(infos.some((m) => /connected to NATS/.test(m))).toBe(true);
+      } finally {
+        await sub.drain();
+      }
+    } finally {
+      await hb.stop();
+    }
+  });
+
+  it('stop() during the outage cancels the pending connect attempts', async () => {
+    await server.stop();
+    const stopped = quietPublisher(uniqueSlug('hb'));
+    // A second publisher on the same schedule shows how many attempts the stopped one would have made.
+    const witness = quietPublisher(uniqueSlug('hb'));
+    await stopped.hb.start();
+    await witness.hb.start();
+    try {
+      await waitFor(() => stopped.hb.stats.failed >= 2, { what: 'connect retries' });
+      await stopped.hb.stop();
+      expect(stopped.hb.running).toBe(false);
+      const failed = stopped.hb.stats.failed;
+      const witnessFailed = witness.hb.stats.failed;
+      await waitFor(() => witness.hb.stats.failed >= witnessFailed + 5, { what: 'the witness retrying' });
+      expect(stopped.hb.stats.failed).toBe(failed);
+
+      // Nor does a late attempt connect and beat once NATS is back.
+      await server.start();
+      const sub = await connect({ servers: server.url });
+      try {
+        const stoppedSeen = collect(sub, stopped.hb.slug).received;
+        const witnessSeen = collect(sub, witness.hb.slug).received;
+        await sub.flush();
+        await waitFor(() => witnessSeen.length >= 5, { what: 'the witness beating' });
+        expect(stoppedSeen).toEqual([]);
+        expect(stopped.hb.stats.published).toBe(0);
+        expect(stopped.hb.stats.failed).toBe(failed);
+      } finally {
+        await sub.drain();
+      }
+    } finally {
+      await witness.hb.stop();
+    }
   });
 });
 
@@ -284,6 +373,19 @@ describe('federation heartbeat (CLI)', () => {
       health: 'degraded',
       interval_s: 30,
     });
+  });
+
+  it('--once fails fast with exit 1 when NATS is unreachable', async () => {
+    const res = await runCli([
+      'heartbeat',
+      '--once',
+      '--slug',
+      uniqueSlug('cli'),
+      '--nats-url',
+      'nats://127.0.0.1:1',
+    ]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:1/);
   });
 
   it('a bad slug exits non-zero naming the flag', async () => {

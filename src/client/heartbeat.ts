@@ -28,6 +28,8 @@ export const MIN_HEARTBEAT_INTERVAL_S = 0.05;
 export const MAX_HEARTBEAT_INTERVAL_S = 86_400;
 /** A failing publisher logs at most once per this period (with the count of failures since). */
 export const PUBLISH_ERROR_LOG_PERIOD_MS = 60_000;
+/** While NATS cannot be reached at start, the publisher tries again this often (or every interval, if shorter). */
+export const CONNECT_RETRY_S = 5;
 
 export type ReportedHealth = 'ok' | 'degraded';
 export type HeartbeatIntegration = NonNullable<Heartbeat['integrations']>[number];
@@ -240,7 +242,9 @@ const consoleLogger: HeartbeatLogger = { warn: (m) => console.warn(m), info: (m)
 /**
  * Publishes this project's heartbeat on `hub.presence.<slug>`: once at start, then every interval
  * with jitter. Publishing never throws out of the loop: while NATS is away nats.js buffers and
- * reconnects, and failures are counted and logged at a bounded rate.
+ * reconnects, and failures are counted and logged at a bounded rate. A publisher that opens its own
+ * connection also survives NATS being down at start: it keeps trying to connect in the background
+ * and begins beating once connected, so a backend may start before NATS does.
  */
 export class FederationHeartbeat {
   readonly slug: string;
@@ -258,6 +262,7 @@ export class FederationHeartbeat {
   readonly #ownsConnection: boolean;
   #state: 'idle' | 'running' | 'stopped' = 'idle';
   #timer: NodeJS.Timeout | undefined;
+  #connecting: Promise<NatsConnection> | undefined;
   #stats: HeartbeatStats = { published: 0, failed: 0, lastPublishedAt: undefined, lastError: undefined };
   #lastErrorLogAt = Number.NEGATIVE_INFINITY;
   #failedSinceLog = 0;
@@ -314,12 +319,22 @@ export class FederationHeartbeat {
     return hb;
   }
 
-  /** Connects (when it owns the connection), publishes the first heartbeat and schedules the rest. */
+  /**
+   * Connects (when it owns the connection), publishes the first heartbeat and schedules the rest.
+   * When it owns the connection and NATS cannot be reached, it still resolves: the failure is
+   * counted and logged, and it keeps trying in the background (every CONNECT_RETRY_S, or every
+   * interval if shorter), beating as soon as it is connected. With an injected connection a failed
+   * first heartbeat rejects, as the caller owns that connection's fate.
+   */
   async start(): Promise<void> {
     if (this.#state !== 'idle') {
       throw new Error(`FederationHeartbeat for ${this.slug} was already ${this.#state}; create a new one`);
     }
     this.#state = 'running';
+    if (this.#ownsConnection) {
+      await this.#connectAndBeat();
+      return;
+    }
     try {
       await this.beat();
     } catch (err) {
@@ -343,7 +358,11 @@ export class FederationHeartbeat {
     return hb;
   }
 
-  /** Stops publishing; drains the connection if the publisher opened it. Safe to call twice. */
+  /**
+   * Stops publishing and any pending connect attempt; drains the connection if the publisher opened
+   * it. Safe to call twice. An attempt already in flight is not waited for (it may take up to the
+   * connect timeout); it closes its connection as soon as it arrives.
+   */
   async stop(): Promise<void> {
     this.#state = 'stopped';
     if (this.#timer) clearTimeout(this.#timer);
@@ -356,9 +375,18 @@ export class FederationHeartbeat {
 
   async #connection(): Promise<NatsConnection> {
     if (this.#nc) return this.#nc;
+    // One attempt at a time: beat() and the background retry share it.
+    this.#connecting ??= this.#connect().finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
+  }
+
+  async #connect(): Promise<NatsConnection> {
     const authenticator = authFromEnv(this.#env);
+    let nc: NatsConnection;
     try {
-      this.#nc = await connect({
+      nc = await connect({
         servers: this.natsUrl.split(',').map((s) => s.trim()),
         name: `federation-heartbeat:${this.slug}`,
         maxReconnectAttempts: -1,
@@ -369,7 +397,36 @@ export class FederationHeartbeat {
     } catch (err) {
       throw new Error(`cannot reach NATS at ${this.natsUrl}: ${(err as Error).message}`, { cause: err });
     }
-    return this.#nc;
+    if (this.#state === 'stopped') {
+      // stop() ran while this attempt was in flight: nothing may outlive it.
+      await nc.close().catch(() => {});
+      throw new Error(`FederationHeartbeat for ${this.slug} was stopped while connecting`);
+    }
+    this.#nc = nc;
+    return nc;
+  }
+
+  /** One connect attempt of start(): on success beats now and on schedule, else tries again later. */
+  async #connectAndBeat(): Promise<void> {
+    try {
+      await this.#connection();
+    } catch (err) {
+      if (this.#state !== 'running') return;
+      this.#recordFailure('cannot connect, retrying', err);
+      const retryS = Math.min(this.intervalS, CONNECT_RETRY_S);
+      this.#timer = setTimeout(
+        () => {
+          this.#timer = undefined;
+          if (this.#state === 'running') void this.#connectAndBeat();
+        },
+        jitteredDelayMs(retryS, this.#opts.jitter),
+      );
+      return;
+    }
+    if (this.#state !== 'running') return;
+    if (this.#stats.failed > 0) this.#log.info?.(`federation heartbeat ${this.subject}: connected to NATS`);
+    this.#publishQuietly();
+    this.#schedule();
   }
 
   #schedule(): void {
@@ -394,17 +451,21 @@ export class FederationHeartbeat {
       this.#stats.published++;
       this.#stats.lastPublishedAt = new Date();
     } catch (err) {
-      this.#stats.failed++;
-      this.#stats.lastError = (err as Error).message;
-      this.#failedSinceLog++;
-      const now = Date.now();
-      if (now - this.#lastErrorLogAt >= PUBLISH_ERROR_LOG_PERIOD_MS) {
-        this.#log.warn(
-          `federation heartbeat ${this.subject}: publish failed (${this.#failedSinceLog} since last report): ${this.#stats.lastError}`,
-        );
-        this.#lastErrorLogAt = now;
-        this.#failedSinceLog = 0;
-      }
+      this.#recordFailure('publish failed', err);
+    }
+  }
+
+  #recordFailure(what: string, err: unknown): void {
+    this.#stats.failed++;
+    this.#stats.lastError = (err as Error).message;
+    this.#failedSinceLog++;
+    const now = Date.now();
+    if (now - this.#lastErrorLogAt >= PUBLISH_ERROR_LOG_PERIOD_MS) {
+      this.#log.warn(
+        `federation heartbeat ${this.subject}: ${what} (${this.#failedSinceLog} since last report): ${this.#stats.lastError}`,
+      );
+      this.#lastErrorLogAt = now;
+      this.#failedSinceLog = 0;
     }
   }
 }
