@@ -85,9 +85,15 @@ describe('status transitions on PostgreSQL with real NATS', () => {
     expect(limited.transitions).toHaveLength(1);
     expect(limited.transitions[0].to).toBe('offline');
 
-    // Nothing was shown twice, even after a few more sweeps.
-    await waitFor(() => app.sweeper.lastSweepAt && app.sweeper.lastSweepAt.getTime() > Date.now() - 100);
+    // Nothing was shown or published twice, even after a few more sweeps.
+    const t = Date.now();
+    const twoSweepsMs = 2 * app.config.sweepIntervalS * 1000;
+    await waitFor(() => (app.sweeper.lastSweepAt?.getTime() ?? 0) > t + twoSweepsMs, {
+      what: 'two more sweeps',
+    });
+    await nc.flush();
     expect(path(sse.statuses())).toEqual(expected);
+    expect(path(published)).toEqual(expected);
     sub.unsubscribe();
     await sse.close();
   });
