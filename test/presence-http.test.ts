@@ -61,6 +61,45 @@ describe('POST /api/fed/heartbeats', () => {
     expect(counter(metrics, 'federation_heartbeats_rejected_total', '{reason="invalid"}')).toBe(2);
   });
 
+  it('answers 400 naming the field for text the database cannot store, counts it, and goes on', async () => {
+    const invalid = async () =>
+      counter(
+        (await app.inject('/metrics')).body,
+        'federation_heartbeats_rejected_total',
+        '{reason="invalid"}',
+      );
+    const before = await invalid();
+    const slug = uniqueSlug('nul');
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/fed/heartbeats',
+      payload: heartbeat(slug, { version: '1.0\u0000' }),
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({
+      error: 'bad_request',
+      message:
+        'invalid heartbeat: version contains text that cannot be stored (NUL or an unpaired surrogate)',
+      details: [{ field: 'version' }],
+    });
+    const surrogate = await app.inject({
+      method: 'POST',
+      url: '/api/fed/heartbeats',
+      payload: heartbeat(slug, { tags: ['edge', 'x\ud800'] }),
+    });
+    expect(surrogate.statusCode).toBe(400);
+    expect(surrogate.json().details).toEqual([{ field: 'tags.1', message: expect.any(String) }]);
+    expect(await invalid()).toBe(before + 2);
+    expect((await app.inject(`/api/fed/projects/${slug}`)).statusCode).toBe(404);
+
+    const good = await app.inject({ method: 'POST', url: '/api/fed/heartbeats', payload: heartbeat(slug) });
+    expect(good.statusCode).toBe(202);
+    await waitFor(async () => (await app.inject(`/api/fed/projects/${slug}`)).json().status === 'online', {
+      timeoutMs: 2000,
+      what: 'the good heartbeat to be written',
+    });
+  });
+
   it('answers 413 for a body larger than a heartbeat may be', async () => {
     const res = await app.inject({
       method: 'POST',

@@ -93,6 +93,43 @@ describe('heartbeats over NATS', () => {
     ).toBeGreaterThanOrEqual(9);
   });
 
+  it('drops and counts heartbeats with text the database cannot store; the writes around them go on', async () => {
+    const poisoned = uniqueSlug('nul');
+    const neighbour = uniqueSlug('neighbour');
+    const invalid = async () =>
+      metricValue(await metricsText(app), 'federation_heartbeats_rejected_total', '{reason="invalid"}');
+    const before = await invalid();
+    nc.publish(
+      presenceSubject(poisoned),
+      JSON.stringify(heartbeatPayload(poisoned, { version: '1.0\u0000' })),
+    );
+    nc.publish(
+      presenceSubject(poisoned),
+      JSON.stringify(heartbeatPayload(poisoned, { tags: ['ok', '\ud800'] })),
+    );
+    nc.publish(presenceSubject(neighbour), JSON.stringify(heartbeatPayload(neighbour)));
+    await waitFor(async () => (await invalid()) === before + 2, {
+      timeoutMs: 5000,
+      what: 'both unstorable heartbeats to be counted as invalid',
+    });
+    await waitFor(async () => (await findProject(app, neighbour))?.status === 'online', { timeoutMs: 5000 });
+    expect(await findProject(app, poisoned)).toBeUndefined();
+
+    nc.publish(presenceSubject(poisoned), JSON.stringify(heartbeatPayload(poisoned, { version: '1.0.1' })));
+    const project = await waitFor(
+      async () => {
+        const p = await findProject(app, poisoned);
+        return p?.status === 'online' ? p : undefined;
+      },
+      { timeoutMs: 5000, what: 'the next good heartbeat to be written' },
+    );
+    expect(project.version).toBe('1.0.1');
+    expect((await app.inject('/api/fed/health')).json().checks.heartbeat_writer).toMatchObject({
+      status: 'ok',
+      pending: 0,
+    });
+  });
+
   it('reports the NATS connection in health', async () => {
     const health = (await app.inject('/api/fed/health')).json();
     expect(health.checks.nats).toMatchObject({ status: 'ok', state: 'connected' });

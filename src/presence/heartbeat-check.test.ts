@@ -16,6 +16,19 @@ describe('checkHeartbeatMessage', () => {
     expect(r.ok).toBe(true);
   });
 
+  it('accepts harmless \\u escapes, and refuses an escaped NUL in any field', () => {
+    const escaped =
+      '{"project_slug":"alpha","hub_url":"http://a","mesh_namespace":"hub.a","timestamp":"t","name":"Zo\\u00eb \\ud83d\\ude00"}';
+    const r = checkHeartbeatMessage('alpha', bytes(escaped));
+    expect(r.ok && r.heartbeat.name).toBe('Zoë 😀');
+    const nul = checkHeartbeatMessage('alpha', bytes(escaped.replace('\\u00eb', '\\u0000')));
+    expect(nul).toMatchObject({
+      ok: false,
+      reason: 'invalid',
+      message: expect.stringMatching(/^invalid heartbeat: name /),
+    });
+  });
+
   it.each([
     ['oversize', bytes({ ...good, pad: 'x'.repeat(MAX_HEARTBEAT_BYTES) })],
     ['not_json', bytes('{nope')],
@@ -27,6 +40,13 @@ describe('checkHeartbeatMessage', () => {
     ['invalid', bytes({ ...good, interval_s: 0 })],
     ['invalid', bytes({ ...good, integrations: [{ to: 'b', kind: 'telepathy' }] })],
     ['invalid', bytes('null')],
+    ['invalid', bytes({ ...good, version: '1.0\u0000' })],
+    [
+      'invalid',
+      bytes(
+        '{"project_slug":"alpha","hub_url":"http://a","mesh_namespace":"hub.a","timestamp":"t","name":"\\ud800"}',
+      ),
+    ],
     ['subject_mismatch', bytes({ ...good, project_slug: 'beta' })],
   ])('rejects %s', (reason, data) => {
     const r = checkHeartbeatMessage('alpha', data);
@@ -40,5 +60,22 @@ describe('checkHeartbeatValue', () => {
     const r = checkHeartbeatValue({ ...good, hub_url: 'ftp://x' });
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.message).toMatch(/hub_url/);
+  });
+
+  it.each([
+    [{ version: 'a\u0000b' }, 'version'],
+    [{ name: 'Zo\ud800' }, 'name'],
+    [{ tags: ['ok', 'x\u0000'] }, 'tags.1'],
+    [{ hub_url: 'http://a\u0000' }, 'hub_url'],
+    [{ timestamp: '\udc00' }, 'timestamp'],
+  ])('refuses text the database cannot store (%o) and names %s', (extra, field) => {
+    const r = checkHeartbeatValue({ ...good, ...extra });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.reason).toBe('invalid');
+    expect(r.message).toBe(
+      `invalid heartbeat: ${field} contains text that cannot be stored (NUL or an unpaired surrogate)`,
+    );
+    expect(r.details).toEqual([{ field, message: expect.stringContaining(field) }]);
   });
 });
