@@ -3,11 +3,12 @@ import type { FastifyBaseLogger } from 'fastify';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENGINES, type TestDatabase } from '../../test/helpers/postgres.ts';
 import { ManualClock } from '../clock.ts';
 import type { IntegrationsSink } from '../core.ts';
 import { type Database, type DatabaseHandle, openDatabase, query } from '../db/connection.ts';
 import type { Heartbeat } from '../protocol/index.ts';
-import { HeartbeatWriter, INTEGRATIONS_REFRESH_MS } from './heartbeat-writer.ts';
+import { dataError, HeartbeatWriter, INTEGRATIONS_REFRESH_MS } from './heartbeat-writer.ts';
 import { HeartbeatRejections, PresenceMetrics } from './presence-metrics.ts';
 
 const log = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
@@ -58,12 +59,13 @@ function makeWriter(
     flushIntervalMs?: number;
     sinks?: IntegrationsSink[];
     maxBatchRows?: number;
+    db?: Database;
   } = {},
 ) {
   const clock = new ManualClock(Date.parse('2025-06-01T12:00:00Z'));
   const registry = new Registry();
   const metrics = new PresenceMetrics(registry);
-  const { db, state } = breakable(handle.db);
+  const { db, state } = breakable(opts.db ?? handle.db);
   const writer = new HeartbeatWriter({
     db,
     clock,
@@ -83,7 +85,7 @@ function makeWriter(
   return { clock, writer, state, counter };
 }
 
-async function row(slug: string) {
+async function row(slug: string, db: Database = handle.db) {
   const rows = await query<{
     version: string | null;
     last_heartbeat_at: string;
@@ -91,7 +93,7 @@ async function row(slug: string) {
     interval_s: number | null;
     source: string;
   }>(
-    handle.db,
+    db,
     sql`select version, last_heartbeat_at, reported_health, interval_s, source from projects where slug = ${slug}`,
   );
   return rows[0];
@@ -276,5 +278,110 @@ describe('HeartbeatWriter fairness', () => {
       sql`select slug from projects where slug = any(${sql.param(slugs)}::text[]) and last_heartbeat_at is not null`,
     );
     expect(rows.map((r) => r.slug).sort()).toEqual([...slugs].sort());
+  });
+});
+
+describe('dataError', () => {
+  it('finds a class 22 SQLSTATE through the causes drizzle wraps, and nothing else', () => {
+    const pgError = Object.assign(new Error('unsupported Unicode escape sequence'), { code: '22P05' });
+    expect(dataError(new Error('Failed query: …', { cause: pgError }))).toEqual({
+      code: '22P05',
+      message: 'unsupported Unicode escape sequence',
+    });
+    expect(dataError(Object.assign(new Error('x'), { code: '22021' }))?.code).toBe('22021');
+    expect(dataError(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }))).toBeUndefined();
+    expect(
+      dataError(new Error('y', { cause: Object.assign(new Error('z'), { code: '57P01' }) })),
+    ).toBeUndefined();
+    expect(dataError(Object.assign(new Error('unique'), { code: '23505' }))).toBeUndefined();
+    expect(dataError(undefined)).toBeUndefined();
+  });
+});
+
+describe.each(ENGINES)('HeartbeatWriter with a heartbeat the database refuses, on $name', (engine) => {
+  let testDb: TestDatabase;
+  let database: DatabaseHandle;
+  beforeAll(async () => {
+    testDb = await engine.create();
+    database = await openDatabase({ databaseUrl: testDb.url, dataDir: '' });
+    await database.migrate();
+  });
+  afterAll(async () => {
+    await database?.close();
+    await testDb?.drop();
+  });
+
+  // These bypass the intake's check, as a heartbeat from a path that forgot it would.
+  const refused: Array<[string, Partial<Heartbeat>]> = [
+    ['NUL in text', { version: '1.0\u0000' }],
+    ['a lone surrogate', { name: 'Zo\ud800' }],
+    ['NUL in jsonb', { tags: ['ok', 'a\u0000b'] }],
+  ];
+
+  it.each(refused)(
+    'writes the good rows of the batch, drops and counts the one with %s, and goes on',
+    async (_what, bad) => {
+      const { clock, writer, counter } = makeWriter({ db: database.db });
+      const good = Array.from({ length: 5 }, () => slugOf('good'));
+      const poisoned = slugOf('poisoned');
+      for (const s of good.slice(0, 2)) writer.enqueue(hb(s, { version: '1' }), clock.now());
+      writer.enqueue(hb(poisoned, bad), clock.now());
+      for (const s of good.slice(2)) writer.enqueue(hb(s, { version: '1' }), clock.now());
+
+      await writer.flush();
+      expect(writer.pending).toBe(0);
+      for (const s of good) expect((await row(s, database.db))?.version).toBe('1');
+      expect(await row(poisoned, database.db)).toBeUndefined();
+      expect(await counter('federation_heartbeats_rejected_total', { reason: 'invalid' })).toBe(1);
+      expect(await counter('federation_heartbeats_written_total')).toBe(good.length);
+      expect(writer.health().status).toBe('ok');
+
+      clock.advance(1000);
+      for (const s of [...good, poisoned]) writer.enqueue(hb(s, { version: '2' }), clock.now());
+      await writer.flush();
+      for (const s of [...good, poisoned]) expect((await row(s, database.db))?.version).toBe('2');
+      expect(await counter('federation_heartbeats_rejected_total', { reason: 'invalid' })).toBe(1);
+    },
+  );
+
+  it('keeps a newer heartbeat of the project whose refused one was being written', async () => {
+    const { clock, writer, state } = makeWriter({ db: database.db });
+    const slug = slugOf('newer');
+    writer.enqueue(hb(slug, { version: 'bad\u0000' }), clock.now());
+    writer.enqueue(hb(slugOf('other')), clock.now());
+    state.onExecute = () => {
+      state.onExecute = undefined;
+      clock.advance(10);
+      writer.enqueue(hb(slug, { version: 'fixed' }), clock.now());
+    };
+    await writer.flush();
+    expect((await row(slug, database.db))?.version).toBe('fixed');
+  });
+
+  it('still keeps everything pending when the connection fails while it isolates the refused row', async () => {
+    const { clock, writer, state, counter } = makeWriter({ db: database.db });
+    const good = slugOf('good');
+    const poisoned = slugOf('poisoned');
+    writer.enqueue(hb(good), clock.now());
+    writer.enqueue(hb(poisoned, { version: '\u0000' }), clock.now());
+    // The batch statement reaches the database and is refused; the connection is gone for the halves.
+    state.onExecute = () => {
+      state.onExecute = () => {
+        state.down = true;
+      };
+    };
+    await expect(writer.flush()).rejects.toThrow(/ECONNREFUSED/);
+    expect(writer.pending).toBe(2);
+    expect(writer.health().status).toBe('degraded');
+    expect(await counter('federation_heartbeats_rejected_total', { reason: 'invalid' })).toBe(0);
+
+    state.onExecute = undefined;
+    state.down = false;
+    await writer.flush();
+    expect(writer.pending).toBe(0);
+    expect(await row(good, database.db)).toBeDefined();
+    expect(await row(poisoned, database.db)).toBeUndefined();
+    expect(await counter('federation_heartbeats_rejected_total', { reason: 'invalid' })).toBe(1);
+    expect(writer.health().status).toBe('ok');
   });
 });

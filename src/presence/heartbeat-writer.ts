@@ -41,6 +41,31 @@ interface WrittenRow {
   inserted: boolean;
 }
 
+type Batch = Array<[string, PendingHeartbeat]>;
+
+export interface DataError {
+  code: string;
+  message: string;
+}
+
+/** A heartbeat the database refused, and why. */
+type Refused = [string, PendingHeartbeat, DataError];
+
+/**
+ * The PostgreSQL data exception (SQLSTATE class 22: NUL in text, a lone surrogate in JSON, …) behind
+ * an error, found through drizzle's wrapping `cause`s; undefined for anything else, such as a lost
+ * connection.
+ */
+export function dataError(err: unknown): DataError | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code)) {
+      return { code, message: String((e as { message?: unknown }).message) };
+    }
+  }
+  return undefined;
+}
+
 /**
  * Coalesces heartbeats per project (the latest wins) and writes them in batches, one statement per
  * flush, instead of one UPDATE and commit per message. While the database is unreachable it keeps
@@ -191,7 +216,7 @@ export class HeartbeatWriter {
   /** One statement for up to maxBatchRows pending heartbeats, sorted by slug for a stable lock order. */
   async #writeNext(): Promise<void> {
     if (this.#pending.size === 0) return;
-    const batch: Array<[string, PendingHeartbeat]> = [];
+    const batch: Batch = [];
     for (const entry of this.#pending) {
       batch.push(entry);
       if (batch.length >= this.#o.maxBatchRows) break;
@@ -199,8 +224,9 @@ export class HeartbeatWriter {
     batch.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     const stopTimer = this.#o.metrics.flushSeconds.startTimer();
     let rows: WrittenRow[];
+    let refused: Refused[];
     try {
-      rows = await this.#write(batch);
+      ({ rows, refused } = await this.#writeIsolatingRefused(batch));
     } catch (err) {
       this.#o.metrics.flushes.inc({ result: 'error' });
       if (this.#failures === 0) {
@@ -236,10 +262,19 @@ export class HeartbeatWriter {
         this.#pending.set(slug, current);
       }
     }
+    for (const [slug, entry, why] of refused) {
+      // Retrying it could only fail again and hold its batch back; a newer heartbeat of the project stays.
+      if (this.#pending.get(slug) === entry) this.#pending.delete(slug);
+      this.#o.rejections.reject(
+        'invalid',
+        { slug, code: why.code },
+        `the database refused the heartbeat of ${slug}: ${why.message}`,
+      );
+    }
     this.#o.metrics.pending.set(this.#pending.size);
 
     const bySlug = new Map(batch);
-    const written: Array<[string, PendingHeartbeat]> = [];
+    const written: Batch = [];
     const unknown: string[] = [];
     let inserted = 0;
     for (const r of rows) {
@@ -265,7 +300,27 @@ export class HeartbeatWriter {
     await this.#handOverIntegrations(written);
   }
 
-  async #write(batch: Array<[string, PendingHeartbeat]>): Promise<WrittenRow[]> {
+  /**
+   * Writes the batch; when the database refuses its data (SQLSTATE class 22), writes each half again,
+   * down to the single rows it refuses, so that one heartbeat that slipped past the checks costs a few
+   * statements and its own write, not every write after it. Any other failure is thrown, to be retried.
+   */
+  async #writeIsolatingRefused(batch: Batch): Promise<{ rows: WrittenRow[]; refused: Refused[] }> {
+    try {
+      return { rows: await this.#write(batch), refused: [] };
+    } catch (err) {
+      const why = dataError(err);
+      if (!why) throw err;
+      const [only] = batch;
+      if (batch.length === 1 && only) return { rows: [], refused: [[only[0], only[1], why]] };
+      const half = Math.ceil(batch.length / 2);
+      const first = await this.#writeIsolatingRefused(batch.slice(0, half));
+      const second = await this.#writeIsolatingRefused(batch.slice(half));
+      return { rows: [...first.rows, ...second.rows], refused: [...first.refused, ...second.refused] };
+    }
+  }
+
+  async #write(batch: Batch): Promise<WrittenRow[]> {
     const now = this.#o.clock.now().toISOString();
     // One JSON parameter rather than nine arrays: JSON.stringify is native, while node-postgres
     // escapes every element of an array parameter in JavaScript, on the thread that receives heartbeats.
@@ -343,7 +398,7 @@ export class HeartbeatWriter {
     );
   }
 
-  async #handOverIntegrations(written: Array<[string, PendingHeartbeat]>): Promise<void> {
+  async #handOverIntegrations(written: Batch): Promise<void> {
     const sinks = this.#o.integrationSinks;
     if (sinks.length === 0) return;
     const now = this.#o.clock.now().getTime();
