@@ -15,6 +15,7 @@ import { authPlugin } from './http/auth.ts';
 import { errorsPlugin } from './http/errors.ts';
 import { ErrorSchema } from './http/schemas.ts';
 import { SERVICE_VERSION, systemRoutes } from './http/system-routes.ts';
+import { textGuardPlugin } from './http/text-guard.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { metricsPlugin } from './metrics/plugin.ts';
 import { NatsManager } from './nats.ts';
@@ -83,6 +84,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     app.addSchema(ErrorSchema);
     await app.register(corePlugin, { config, clock, database, nats, catalog, projectsFile });
     await app.register(errorsPlugin);
+    await app.register(textGuardPlugin);
     await app.register(authPlugin, { adminToken: config.adminToken, readToken: config.readToken });
     await app.register(swagger, {
       openapi: {

@@ -196,6 +196,42 @@ describe('catalog API', () => {
     expect((await app.inject({ url: '/api/fed/projects/BAD!' })).statusCode).toBe(400);
   });
 
+  it('text the database cannot store → 400 naming the field, never a 500', async () => {
+    const refusal = (where: string, field: string) => ({
+      error: 'bad_request',
+      message: `invalid ${where}: field ${field} contains text that cannot be stored (NUL or an unpaired surrogate)`,
+      details: { field },
+    });
+    const nul = await app.inject({
+      method: 'POST',
+      url: '/api/fed/projects',
+      payload: valid('nul-name', { name: 'Ver\u0000ia' }),
+    });
+    expect(nul.statusCode).toBe(400);
+    expect(nul.json()).toEqual(refusal('body', 'name'));
+    const surrogate = await app.inject({
+      method: 'POST',
+      url: '/api/fed/projects',
+      payload: valid('nul-name', { tags: ['ok', 'x\ud800'] }),
+    });
+    expect(surrogate.statusCode).toBe(400);
+    expect(surrogate.json()).toEqual(refusal('body', 'tags.1'));
+    expect((await app.inject({ url: '/api/fed/projects/nul-name' })).statusCode).toBe(404);
+
+    const tag = await app.inject({ url: '/api/fed/projects?tag=%00' });
+    expect(tag.statusCode).toBe(400);
+    expect(tag.json()).toEqual(refusal('querystring', 'tag'));
+    const slug = await app.inject({ url: '/api/fed/projects/a%00b' });
+    expect(slug.statusCode).toBe(400);
+    expect(slug.json()).toEqual(refusal('params', 'slug'));
+
+    // A cursor is base64url, so the NUL only appears once it is decoded.
+    const cursor = Buffer.from(JSON.stringify({ s: 'a\u0000' })).toString('base64url');
+    const page = await app.inject({ url: `/api/fed/projects?cursor=${cursor}` });
+    expect(page.statusCode).toBe(400);
+    expect(page.json()).toMatchObject({ error: 'bad_request', details: { field: 'cursor' } });
+  });
+
   it('an unknown route → 404 JSON', async () => {
     const res = await app.inject({ url: '/api/fed/nowhere' });
     expect(res.statusCode).toBe(404);

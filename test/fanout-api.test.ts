@@ -102,6 +102,22 @@ describe('fan-out API: auth, validation and NATS off', () => {
     expect(list.json()).toEqual([]);
   });
 
+  it('refuses text the database cannot store in params and cursors with 400, never 500', async () => {
+    const params = await post({ action: 'audit', targets: { slugs: [slug] }, params: { path: 'a\u0000' } });
+    expect(params.statusCode).toBe(400);
+    expect(params.json()).toMatchObject({ error: 'bad_request', details: { field: 'params.path' } });
+    const cursor = Buffer.from(JSON.stringify({ c: new Date().toISOString(), i: 'a\u0000' })).toString(
+      'base64url',
+    );
+    const page = await app.inject({
+      method: 'GET',
+      url: `/api/fed/actions?cursor=${cursor}`,
+      headers: admin,
+    });
+    expect(page.statusCode).toBe(400);
+    expect(page.json()).toMatchObject({ error: 'bad_request', details: { field: 'cursor' } });
+  });
+
   it('404s an unknown run', async () => {
     const res = await app.inject({
       method: 'GET',

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.ts';
 import { arrayParam, type Database, query } from '../db/connection.ts';
 import { projects } from '../db/schema.ts';
 import { InputError, NotFoundError } from '../errors.ts';
-import type { ProjectStatus } from '../protocol/index.ts';
+import { findUnstorableText, type ProjectStatus } from '../protocol/index.ts';
 import { type GuardState, guardedStatusSql, type Thresholds, transitionReason } from './status-rule.ts';
 
 export type ProjectRow = typeof projects.$inferSelect;
@@ -54,7 +54,8 @@ export function encodeCursor(slug: string): string {
 export function decodeCursor(cursor: string): string {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { s?: unknown };
-    if (typeof v.s === 'string') return v.s;
+    // Decoded, it can hold what the query-string check could not see (NUL), and would fail the query.
+    if (typeof v.s === 'string' && findUnstorableText(v.s) === undefined) return v.s;
   } catch {}
   throw new InputError('cursor is not one this server returned', { field: 'cursor' });
 }

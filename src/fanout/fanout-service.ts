@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { arrayParam, type Database, query } from '../db/connection.ts';
 import { InputError, NotFoundError } from '../errors.ts';
+import { findUnstorableText } from '../protocol/index.ts';
 
 export const OUTCOMES = ['ok', 'error', 'timeout', 'not_allowed', 'offline'] as const;
 export type FinalOutcome = (typeof OUTCOMES)[number];
@@ -86,7 +87,12 @@ function encodeRunCursor(r: RunRecord): string {
 function decodeRunCursor(cursor: string): { createdAt: string; id: string } {
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { c?: unknown; i?: unknown };
-    if (typeof v.c === 'string' && typeof v.i === 'string' && !Number.isNaN(Date.parse(v.c))) {
+    if (
+      typeof v.c === 'string' &&
+      typeof v.i === 'string' &&
+      !Number.isNaN(Date.parse(v.c)) &&
+      findUnstorableText(v) === undefined
+    ) {
       return { createdAt: v.c, id: v.i };
     }
   } catch {}
