@@ -29,6 +29,7 @@ describe('fan-out over real NATS and PostgreSQL', () => {
     offline: uniqueSlug('offline'),
     deaf: uniqueSlug('deaf'),
     garbled: uniqueSlug('garbled'),
+    unstorable: uniqueSlug('unstorable'),
   };
   const received: Record<string, number> = {};
   const responders: ActionResponder[] = [];
@@ -99,7 +100,16 @@ describe('fan-out over real NATS and PostgreSQL', () => {
     await register(slug.offline, ['audit']);
     await register(slug.deaf, ['audit'], []);
     await register(slug.garbled, ['audit'], []);
-    for (const s of [slug.fast, slug.failing, slug.silent, slug.refusing, slug.deaf, slug.garbled]) {
+    await register(slug.unstorable, ['audit'], []);
+    for (const s of [
+      slug.fast,
+      slug.failing,
+      slug.silent,
+      slug.refusing,
+      slug.deaf,
+      slug.garbled,
+      slug.unstorable,
+    ]) {
       await app.catalog.updateHeartbeat(s);
     }
 
@@ -121,6 +131,13 @@ describe('fan-out over real NATS and PostgreSQL', () => {
       nc.subscribe(actionSubject(`ns.${slug.garbled}`, '>'), {
         callback: (_err, msg) => {
           msg.respond('{"status":"fine"}');
+        },
+      }),
+    );
+    subs.push(
+      nc.subscribe(actionSubject(`ns.${slug.unstorable}`, '>'), {
+        callback: (_err, msg) => {
+          msg.respond('{"ok":true,"result":{"x":"a\\u0000b"}}');
         },
       }),
     );
@@ -212,6 +229,23 @@ describe('fan-out over real NATS and PostgreSQL', () => {
       outcome: 'error',
       error: expect.stringMatching(/invalid reply/),
     });
+  });
+
+  it('records a reply with text the database cannot store as an error, and the run still finishes', async () => {
+    const created = await start({
+      action: 'audit',
+      targets: { slugs: [slug.unstorable, slug.fast] },
+      timeout_ms: 30_000,
+    });
+    const run = await waitDone(created.id, 10_000);
+    expect(run.counts).toMatchObject({ ok: 1, error: 1, pending: 0 });
+    const r = bySlug(run);
+    expect(r[slug.unstorable]).toMatchObject({
+      outcome: 'error',
+      error: 'invalid reply: result.x contains text that cannot be stored (NUL or an unpaired surrogate)',
+    });
+    expect(r[slug.unstorable]?.result ?? null).toBeNull();
+    expect(r[slug.fast]).toMatchObject({ outcome: 'ok', result: { findings: 0 } });
   });
 
   it('filters by status and lists runs newest first with counts', async () => {

@@ -5,7 +5,13 @@ import { Value } from 'typebox/value';
 import { TARGET_SLUG_HEADER } from '../client/action-responder.ts';
 import type { Clock } from '../clock.ts';
 import { UnavailableError } from '../errors.ts';
-import { ActionReplySchema, type ActionRequest, actionSubject } from '../protocol/index.ts';
+import {
+  ActionReplySchema,
+  type ActionRequest,
+  actionSubject,
+  findUnstorableText,
+  unstorableTextMessage,
+} from '../protocol/index.ts';
 import {
   type Counts,
   countOutcomes,
@@ -89,6 +95,22 @@ function classify(err: unknown): Pick<TargetResult, 'outcome' | 'error'> {
     return { outcome: 'timeout', error: 'no answer within the timeout' };
   }
   return { outcome: 'error', error: `request failed: ${(err as Error)?.message ?? String(err)}` };
+}
+
+function interpretReply(reply: unknown): Pick<TargetResult, 'outcome' | 'error' | 'result'> {
+  if (!Value.Check(ActionReplySchema, reply)) {
+    return {
+      outcome: 'error',
+      error: 'invalid reply: expected {"ok":true,"result"} or {"ok":false,"error"}',
+    };
+  }
+  // Stored as it is, such text would fail the write of every answer of the run, which would never finish.
+  const unstorable = findUnstorableText(reply);
+  if (unstorable !== undefined) {
+    return { outcome: 'error', error: `invalid reply: ${unstorableTextMessage(unstorable)}` };
+  }
+  if (reply.ok) return { outcome: 'ok', ...(reply.result === undefined ? {} : { result: reply.result }) };
+  return { outcome: 'error', error: reply.error };
 }
 
 /**
@@ -214,16 +236,7 @@ export class FanoutRunner {
         } catch {
           reply = undefined;
         }
-        if (!Value.Check(ActionReplySchema, reply)) {
-          answer = {
-            outcome: 'error',
-            error: 'invalid reply: expected {"ok":true,"result"} or {"ok":false,"error"}',
-          };
-        } else if (reply.ok) {
-          answer = { outcome: 'ok', ...(reply.result === undefined ? {} : { result: reply.result }) };
-        } else {
-          answer = { outcome: 'error', error: reply.error };
-        }
+        answer = interpretReply(reply);
       }
     } catch (err) {
       answer = classify(err);
