@@ -49,7 +49,7 @@ export interface DataError {
 }
 
 /** A heartbeat the database refused, and why. */
-type Refused = [string, PendingHeartbeat, DataError];
+type Refused = [slug: string, why: DataError];
 
 /**
  * The PostgreSQL data exception (SQLSTATE class 22: NUL in text, a lone surrogate in JSON, …) behind
@@ -262,9 +262,9 @@ export class HeartbeatWriter {
         this.#pending.set(slug, current);
       }
     }
-    for (const [slug, entry, why] of refused) {
-      // Retrying it could only fail again and hold its batch back; a newer heartbeat of the project stays.
-      if (this.#pending.get(slug) === entry) this.#pending.delete(slug);
+    // Left the buffer with the rest of the batch: retrying them could only fail again and hold every
+    // batch after them back (a newer heartbeat of the same project stays, as above).
+    for (const [slug, why] of refused) {
       this.#o.rejections.reject(
         'invalid',
         { slug, code: why.code },
@@ -312,7 +312,7 @@ export class HeartbeatWriter {
       const why = dataError(err);
       if (!why) throw err;
       const [only] = batch;
-      if (batch.length === 1 && only) return { rows: [], refused: [[only[0], only[1], why]] };
+      if (batch.length === 1 && only) return { rows: [], refused: [[only[0], why]] };
       const half = Math.ceil(batch.length / 2);
       const first = await this.#writeIsolatingRefused(batch.slice(0, half));
       const second = await this.#writeIsolatingRefused(batch.slice(half));
