@@ -53,7 +53,10 @@ describe('loadConfig', () => {
   });
 
   it('derives the default thresholds from FED_HEARTBEAT_INTERVAL_S (1.5× and 3×)', () => {
-    expect(loadConfig({ FED_HEARTBEAT_INTERVAL_S: '10' })).toMatchObject({ degradedAfterS: 15, offlineAfterS: 30 });
+    expect(loadConfig({ FED_HEARTBEAT_INTERVAL_S: '10' })).toMatchObject({
+      degradedAfterS: 15,
+      offlineAfterS: 30,
+    });
     expect(loadConfig({ FED_HEARTBEAT_INTERVAL_S: '10', FED_OFFLINE_AFTER_S: '60' })).toMatchObject({
       degradedAfterS: 15,
       offlineAfterS: 60,

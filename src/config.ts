@@ -109,8 +109,14 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   const heartbeatIntervalS = num(env, 'FED_HEARTBEAT_INTERVAL_S', 30, { min: 0.1, max: 86400 });
   // The thresholds default to 1.5× and 3× the expected interval (45 s and 90 s for 30 s), the same
   // factors a project's own announced interval_s gets.
-  const degradedAfterS = num(env, 'FED_DEGRADED_AFTER_S', heartbeatIntervalS * 1.5, { min: 0, max: 86400 * 7 });
-  const offlineAfterS = num(env, 'FED_OFFLINE_AFTER_S', heartbeatIntervalS * 3, { min: 0.1, max: 86400 * 21 });
+  const degradedAfterS = num(env, 'FED_DEGRADED_AFTER_S', heartbeatIntervalS * 1.5, {
+    min: 0,
+    max: 86400 * 7,
+  });
+  const offlineAfterS = num(env, 'FED_OFFLINE_AFTER_S', heartbeatIntervalS * 3, {
+    min: 0.1,
+    max: 86400 * 21,
+  });
   if (degradedAfterS !== 0 && degradedAfterS >= offlineAfterS) {
     throw new ConfigError(
       `FED_DEGRADED_AFTER_S=${degradedAfterS} is invalid: expected 0 (off) or less than FED_OFFLINE_AFTER_S=${offlineAfterS}`,
