@@ -126,7 +126,6 @@ export class HeartbeatWriter {
       return false;
     }
     this.#pending.set(slug, { heartbeat, receivedAt });
-    this.#o.metrics.pending.set(this.#pending.size);
     this.#schedule(this.#failures === 0 ? this.#o.flushIntervalMs : this.#retryDelay());
     return true;
   }
@@ -215,6 +214,8 @@ export class HeartbeatWriter {
 
   /** One statement for up to maxBatchRows pending heartbeats, sorted by slug for a stable lock order. */
   async #writeNext(): Promise<void> {
+    // Set here, at every write attempt (successful or not), rather than once per received heartbeat.
+    this.#o.metrics.pending.set(this.#pending.size);
     if (this.#pending.size === 0) return;
     const batch: Batch = [];
     for (const entry of this.#pending) {
@@ -366,17 +367,18 @@ export class HeartbeatWriter {
               on conflict (slug) do nothing
               returning slug
             )
-            select slug, false as inserted from upd
-            union all
-            select slug, true as inserted from ins`,
+            -- Only the exceptions come back (new projects, and rows not written because a newer
+            -- heartbeat is stored): parsing one result row per project cost the receiving thread
+            -- more than the statement itself.
+            select h.slug, (ins.slug is not null) as inserted
+            from h left join ins on ins.slug = h.slug
+            where ins.slug is not null or not exists (select 1 from upd where upd.slug = h.slug)`,
       );
-      const done = new Map(rows.map((r) => [r.slug, r.inserted]));
-      return batch.map(([slug]) => ({
-        slug,
-        written: done.has(slug),
-        known: true,
-        inserted: done.get(slug) === true,
-      }));
+      const exceptions = new Map(rows.map((r) => [r.slug, r.inserted]));
+      return batch.map(([slug]) => {
+        const inserted = exceptions.get(slug);
+        return { slug, written: inserted !== false, known: true, inserted: inserted === true };
+      });
     }
 
     return query<WrittenRow>(
