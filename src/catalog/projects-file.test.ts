@@ -70,6 +70,11 @@ describe('parseProjectsFile', () => {
     ['a strength above 1', ok.replace('strength: 0.8', 'strength: 3'), /edges\[0\].*field strength/],
     ['not YAML', 'projects: [', /^p\.yaml: not valid YAML/],
     ['a list at the top', '- a\n- b\n', /^p\.yaml: expected a mapping/],
+    [
+      'a NUL in a name',
+      ok.replace('name: Veria', 'name: "Ve\\0ria"'),
+      /^p\.yaml: projects\.1\.name contains text that cannot be stored/,
+    ],
   ];
   it.each(bad)('refuses %s, naming the file, the entry and the field', (_label, text, message) => {
     expect(() => parseProjectsFile(text, 'p.yaml')).toThrow(ConfigError);

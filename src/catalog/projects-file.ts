@@ -3,7 +3,13 @@ import { type Static, Type } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.ts';
-import { ACTION_NAME_PATTERN, EdgeKindSchema, SlugSchema } from '../protocol/index.ts';
+import {
+  ACTION_NAME_PATTERN,
+  EdgeKindSchema,
+  findUnstorableText,
+  SlugSchema,
+  unstorableTextMessage,
+} from '../protocol/index.ts';
 
 const ProjectEntrySchema = Type.Object(
   {
@@ -87,6 +93,10 @@ export function parseProjectsFile(text: string, path = 'projects.yaml'): Project
   }
   if (typeof doc !== 'object' || Array.isArray(doc)) {
     throw new ConfigError(`${path}: expected a mapping with "projects:" and optionally "edges:"`);
+  }
+  const unstorable = findUnstorableText(doc);
+  if (unstorable !== undefined) {
+    throw new ConfigError(`${path}: ${unstorableTextMessage(unstorable || 'top level')}`);
   }
   if (!validator.Check(doc)) {
     const errors = validator.Errors(doc);
