@@ -1,9 +1,8 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { presenceSubject } from '../src/protocol/index.ts';
-import { buildTestApp, uniqueSlug } from './helpers/app.ts';
-import { startNatsServer, type TestNatsServer } from './helpers/nats-server.ts';
+import { type AppWithOwnNats, buildAppWithOwnNats, uniqueSlug } from './helpers/app.ts';
 import { waitFor } from './helpers/wait.ts';
 
 interface EdgeBody {
@@ -26,21 +25,16 @@ const heartbeat = (slug: string, integrations: unknown[]) => ({
 
 /** Edges discovered end to end: a real heartbeat (NATS or HTTP) → presence → the edges sink → the API. */
 describe('edges discovered from heartbeats', () => {
+  let own: AppWithOwnNats;
   let app: App;
   let nc: NatsConnection;
-  let nats: TestNatsServer;
 
-  // A server of our own: on the shared one, the presence queue group of every other test file's app
-  // would take some of these heartbeats into other databases.
   beforeAll(async () => {
-    nats = await startNatsServer();
-    app = await buildTestApp({ NATS_URL: nats.url });
-    nc = await connect({ servers: nats.url });
+    own = await buildAppWithOwnNats();
+    ({ app, nc } = own);
   });
   afterAll(async () => {
-    await nc?.close();
-    await app?.close();
-    await nats?.destroy();
+    await own?.close();
   });
 
   const edgesOf = async (slug: string): Promise<EdgeBody[]> =>

@@ -2,27 +2,22 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { MAX_HEARTBEAT_BYTES, presenceSubject } from '../src/protocol/index.ts';
-import { buildTestApp, uniqueSlug } from './helpers/app.ts';
+import { type AppWithOwnNats, buildAppWithOwnNats, buildTestApp, uniqueSlug } from './helpers/app.ts';
 import { startNatsServer, type TestNatsServer } from './helpers/nats-server.ts';
 import { findProject, heartbeatPayload, metricsText, metricValue } from './helpers/presence.ts';
 import { waitFor } from './helpers/wait.ts';
 
-// Our own nats-server: on the shared one, another test's app in the `federation` queue group
-// could receive our heartbeats instead.
 describe('heartbeats over NATS', () => {
-  let nats: TestNatsServer;
+  let own: AppWithOwnNats;
   let app: App;
   let nc: NatsConnection;
 
   beforeAll(async () => {
-    nats = await startNatsServer();
-    app = await buildTestApp({ NATS_URL: nats.url });
-    nc = await connect({ servers: nats.url });
+    own = await buildAppWithOwnNats();
+    ({ app, nc } = own);
   });
   afterAll(async () => {
-    await nc?.close();
-    await app?.close();
-    await nats?.destroy();
+    await own?.close();
   });
 
   it('registers an unknown project from its heartbeat and shows it online (the seed integration test)', async () => {
