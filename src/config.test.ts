@@ -18,6 +18,7 @@ describe('loadConfig', () => {
       degradedAfterS: 45,
       offlineAfterS: 90,
       metricsRetentionDays: 30,
+      heartbeatBufferMaxBytes: 67108864,
     });
     expect(c.sweepIntervalS).toBeLessThanOrEqual(0.5);
     expect(Object.isFrozen(c)).toBe(true);
@@ -41,6 +42,11 @@ describe('loadConfig', () => {
     [{ NATS_URL: 'http://x' }, /^NATS_URL="http:\/\/x" is invalid/],
     [{ HOST: '0.0.0.0' }, /^HOST=0.0.0.0 is not a loopback address: set FED_ADMIN_TOKEN/],
     [{ FED_SWEEP_INTERVAL_S: '0' }, /^FED_SWEEP_INTERVAL_S=/],
+    [
+      { FED_HEARTBEAT_BUFFER_MAX_BYTES: '1000' },
+      /^FED_HEARTBEAT_BUFFER_MAX_BYTES="1000" is invalid: expected an integer from 65536 to 8589934592$/,
+    ],
+    [{ FED_HEARTBEAT_BUFFER_MAX_BYTES: '64MiB' }, /^FED_HEARTBEAT_BUFFER_MAX_BYTES="64MiB" is invalid/],
   ];
   it.each(bad)('refuses %o with one line naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);

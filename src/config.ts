@@ -26,6 +26,8 @@ export interface Config {
   sweepIntervalS: number;
   flushIntervalMs: number;
   heartbeatBufferMax: number;
+  /** Approximate bytes of pending heartbeats beyond which new projects are refused. */
+  heartbeatBufferMaxBytes: number;
   bodyLimitBytes: number;
   metricsRetentionDays: number;
   metricsStream: string;
@@ -163,6 +165,11 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     heartbeatBufferMax: num(env, 'FED_HEARTBEAT_BUFFER_MAX', 100000, {
       min: 1,
       max: 10_000_000,
+      integer: true,
+    }),
+    heartbeatBufferMaxBytes: num(env, 'FED_HEARTBEAT_BUFFER_MAX_BYTES', 64 * 1024 * 1024, {
+      min: 64 * 1024,
+      max: 8 * 1024 ** 3,
       integer: true,
     }),
     bodyLimitBytes: num(env, 'FED_BODY_LIMIT_BYTES', 1024 * 1024, {

@@ -55,7 +55,7 @@ export class HeartbeatIntake {
       this.#rejections.reject(checked.reason, { subject, transport: 'nats' }, checked.message);
       return false;
     }
-    return this.#writer.enqueue(checked.heartbeat, receivedAt);
+    return this.#writer.enqueue(checked.heartbeat, receivedAt, data.byteLength);
   }
 
   /**

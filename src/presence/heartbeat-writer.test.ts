@@ -4,10 +4,12 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENGINES, type TestDatabase } from '../../test/helpers/postgres.ts';
+import { waitFor } from '../../test/helpers/wait.ts';
 import { ManualClock } from '../clock.ts';
 import type { IntegrationsSink } from '../core.ts';
 import { type Database, type DatabaseHandle, openDatabase, query } from '../db/connection.ts';
 import type { Heartbeat } from '../protocol/index.ts';
+import { HeartbeatIntake } from './heartbeat-intake.ts';
 import { dataError, HeartbeatWriter, INTEGRATIONS_REFRESH_MS } from './heartbeat-writer.ts';
 import { HeartbeatRejections, PresenceMetrics } from './presence-metrics.ts';
 
@@ -56,6 +58,7 @@ function makeWriter(
   opts: {
     autoRegister?: boolean;
     bufferMax?: number;
+    bufferMaxBytes?: number;
     flushIntervalMs?: number;
     sinks?: IntegrationsSink[];
     maxBatchRows?: number;
@@ -66,15 +69,17 @@ function makeWriter(
   const registry = new Registry();
   const metrics = new PresenceMetrics(registry);
   const { db, state } = breakable(opts.db ?? handle.db);
+  const rejections = new HeartbeatRejections(metrics, log, clock);
   const writer = new HeartbeatWriter({
     db,
     clock,
     log,
     metrics,
-    rejections: new HeartbeatRejections(metrics, log, clock),
+    rejections,
     autoRegister: opts.autoRegister ?? true,
     flushIntervalMs: opts.flushIntervalMs ?? 60_000,
     bufferMax: opts.bufferMax ?? 1000,
+    ...(opts.bufferMaxBytes ? { bufferMaxBytes: opts.bufferMaxBytes } : {}),
     integrationSinks: opts.sinks ?? [],
     ...(opts.maxBatchRows ? { maxBatchRows: opts.maxBatchRows } : {}),
   });
@@ -82,7 +87,7 @@ function makeWriter(
     const m = await registry.getSingleMetric(name)?.get();
     return m?.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value ?? 0;
   };
-  return { clock, writer, state, counter };
+  return { clock, writer, state, counter, metrics, rejections, db };
 }
 
 async function row(slug: string, db: Database = handle.db) {
@@ -186,6 +191,86 @@ describe('HeartbeatWriter', () => {
     expect(await counter('federation_heartbeats_rejected_total', { reason: 'buffer_full' })).toBe(1);
     await writer.flush();
     expect(writer.enqueue(hb(c), clock.now())).toBe(true);
+  });
+
+  it('while the database is down, refuses new projects past the byte budget but takes refreshes of pending ones', async () => {
+    const { clock, writer, state, counter } = makeWriter({ bufferMaxBytes: 1000, flushIntervalMs: 5 });
+    const [a, b, c, d, e] = ['a', 'b', 'c', 'd', 'e'].map((p) => slugOf(`bytes-${p}`)) as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    state.down = true;
+    expect(writer.enqueue(hb(a), clock.now(), 300)).toBe(true);
+    expect(writer.enqueue(hb(b), clock.now(), 300)).toBe(true);
+    expect(writer.enqueue(hb(c), clock.now(), 300)).toBe(true);
+    expect(writer.pendingBytes).toBe(900);
+    // 1200 > 1000: a new project is refused although the count bound (1000 projects) is far away.
+    expect(writer.enqueue(hb(d), clock.now(), 300)).toBe(false);
+    expect(writer.enqueue(hb(d), clock.now(), 100)).toBe(true);
+    expect(writer.pendingBytes).toBe(1000);
+    await expect(writer.flush()).rejects.toThrow(/ECONNREFUSED/);
+    expect(await counter('federation_heartbeat_buffer_bytes')).toBe(1000);
+
+    clock.advance(1000);
+    // A refresh replaces its entry, even when it grows the total past the budget.
+    expect(writer.enqueue(hb(a, { version: '2' }), clock.now(), 350)).toBe(true);
+    expect(writer.enqueue(hb(b, { version: '2' }), clock.now(), 200)).toBe(true);
+    expect(writer.pendingBytes).toBe(1000 + 50 - 100);
+    expect(writer.enqueue(hb(e), clock.now(), 100)).toBe(false);
+    expect(writer.enqueue(hb(e), clock.now(), 50)).toBe(true);
+    expect(writer.enqueue(hb(c, { version: '2' }), clock.now(), 400)).toBe(true);
+    expect(writer.pendingBytes).toBe(1100);
+    expect(writer.enqueue(hb(slugOf('bytes-f')), clock.now(), 1)).toBe(false);
+    expect(writer.pending).toBe(5);
+    expect(await counter('federation_heartbeats_rejected_total', { reason: 'buffer_full' })).toBe(3);
+    expect(writer.health()).toMatchObject({ status: 'degraded', pending: 5, pending_bytes: 1100 });
+
+    state.down = false;
+    // The background retry (with backoff) writes them without a manual flush.
+    await waitFor(() => writer.pending === 0, { what: 'the buffer to drain' });
+    expect(writer.pendingBytes).toBe(0);
+    expect(writer.health()).toMatchObject({ status: 'ok', pending: 0, pending_bytes: 0 });
+    for (const slug of [a, b, c]) expect((await row(slug))?.version).toBe('2');
+    for (const slug of [d, e]) expect(await row(slug)).toBeDefined();
+    expect(await counter('federation_heartbeats_written_total')).toBe(5);
+    await writer.flush();
+    expect(await counter('federation_heartbeat_buffer_bytes')).toBe(0);
+  });
+
+  it('counts a NATS heartbeat at the size of its raw message, and an HTTP one at its JSON length', async () => {
+    const budget = 64 * 1024;
+    const { clock, writer, metrics, rejections, db, counter } = makeWriter({ bufferMaxBytes: budget });
+    const intake = new HeartbeatIntake({ writer, rejections, metrics, clock, db, autoRegister: true });
+    // Whitespace after the JSON value: the parsed heartbeat is small, the message is not.
+    const padded = (slug: string, bytes: number) => {
+      const json = JSON.stringify(hb(slug));
+      return new TextEncoder().encode(json + ' '.repeat(bytes - json.length));
+    };
+    const first = slugOf('raw');
+    expect(intake.fromNats(`hub.presence.${first}`, padded(first, 8000))).toBe(true);
+    expect(writer.pendingBytes).toBe(8000);
+    const body = hb(slugOf('http'), { name: 'x'.repeat(200) });
+    await intake.fromHttp(body);
+    expect(writer.pendingBytes).toBe(8000 + JSON.stringify(body).length);
+    while (writer.pendingBytes + 8000 <= budget) {
+      const slug = slugOf('raw');
+      expect(intake.fromNats(`hub.presence.${slug}`, padded(slug, 8000))).toBe(true);
+    }
+    const last = slugOf('raw');
+    expect(intake.fromNats(`hub.presence.${last}`, padded(last, 8000))).toBe(false);
+    expect(intake.fromNats(`hub.presence.${last}`, padded(last, budget - writer.pendingBytes - 100))).toBe(
+      true,
+    );
+    expect(writer.pendingBytes).toBe(budget - 100);
+    await expect(intake.fromHttp(hb(slugOf('http'), { name: 'y'.repeat(200) }))).rejects.toThrow(
+      /buffer is full/,
+    );
+    expect(await counter('federation_heartbeats_rejected_total', { reason: 'buffer_full' })).toBe(2);
+    await writer.flush();
+    expect(writer.pendingBytes).toBe(0);
   });
 
   it('with auto-register off, updates known projects and counts unknown ones', async () => {

@@ -14,10 +14,14 @@ export const INTEGRATIONS_REFRESH_MS = 60_000;
 export const MAX_RETRY_DELAY_MS = 5_000;
 /** How long close() keeps trying to write what is pending before giving up. */
 export const CLOSE_FLUSH_DEADLINE_MS = 10_000;
+/** The default byte budget of the buffer (FED_HEARTBEAT_BUFFER_MAX_BYTES). */
+export const DEFAULT_BUFFER_MAX_BYTES = 64 * 1024 * 1024;
 
 export interface PendingHeartbeat {
   heartbeat: Heartbeat;
   receivedAt: Date;
+  /** Its approximate size, counted against the byte budget. */
+  bytes: number;
 }
 
 export interface HeartbeatWriterOptions {
@@ -29,6 +33,8 @@ export interface HeartbeatWriterOptions {
   autoRegister: boolean;
   flushIntervalMs: number;
   bufferMax: number;
+  /** Approximate bytes of pending heartbeats (their payload sizes) beyond which new projects are refused. */
+  bufferMaxBytes?: number;
   maxBatchRows?: number;
   /** Read at every flush, so sinks registered later are seen (app.integrationSinks). */
   integrationSinks?: readonly IntegrationsSink[];
@@ -66,6 +72,11 @@ export function dataError(err: unknown): DataError | undefined {
   return undefined;
 }
 
+/** A heartbeat's size when no raw message is at hand (HTTP, tests): its JSON length. */
+export function estimateBytes(heartbeat: Heartbeat): number {
+  return JSON.stringify(heartbeat).length;
+}
+
 /**
  * Coalesces heartbeats per project (the latest wins) and writes them in batches, one statement per
  * flush, instead of one UPDATE and commit per message. While the database is unreachable it keeps
@@ -77,6 +88,8 @@ export class HeartbeatWriter {
   };
   readonly #pending = new Map<string, PendingHeartbeat>();
   readonly #handedOver = new Map<string, { key: string; at: number }>();
+  /** Sum of the pending entries' bytes. */
+  #bytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #timerDue = 0;
   #chain: Promise<unknown> = Promise.resolve();
@@ -88,6 +101,7 @@ export class HeartbeatWriter {
   constructor(opts: HeartbeatWriterOptions) {
     this.#o = {
       maxBatchRows: DEFAULT_MAX_BATCH_ROWS,
+      bufferMaxBytes: DEFAULT_BUFFER_MAX_BYTES,
       integrationSinks: [],
       ...opts,
     };
@@ -98,34 +112,50 @@ export class HeartbeatWriter {
     return this.#pending.size;
   }
 
+  /** Approximate bytes of the heartbeats not yet written. */
+  get pendingBytes(): number {
+    return this.#bytes;
+  }
+
   get failing(): boolean {
     return this.#failures > 0;
   }
 
   /**
-   * Buffers a heartbeat received at `receivedAt` (the service's clock). Returns false, and counts it,
-   * when the buffer already holds `bufferMax` other projects.
+   * Buffers a heartbeat received at `receivedAt` (the service's clock), `bytes` being its approximate
+   * size (the raw message's length where there is one). Returns false, and counts it, when a new
+   * project would exceed `bufferMax` projects or `bufferMaxBytes` in all. A project already pending
+   * is always replaced by its newer heartbeat, even past the byte budget: it is already held, and
+   * dropping its latest beat could turn it offline while it beats.
    */
-  enqueue(heartbeat: Heartbeat, receivedAt: Date): boolean {
+  enqueue(heartbeat: Heartbeat, receivedAt: Date, bytes: number = estimateBytes(heartbeat)): boolean {
     const slug = heartbeat.project_slug;
     const current = this.#pending.get(slug);
     if (current) {
       if (current.receivedAt.getTime() <= receivedAt.getTime()) {
-        this.#pending.set(slug, { heartbeat, receivedAt });
+        this.#pending.set(slug, { heartbeat, receivedAt, bytes });
+        this.#bytes += bytes - current.bytes;
       }
       return true;
     }
-    if (this.#closed || this.#pending.size >= this.#o.bufferMax) {
+    if (
+      this.#closed ||
+      this.#pending.size >= this.#o.bufferMax ||
+      this.#bytes + bytes > this.#o.bufferMaxBytes
+    ) {
       this.#o.rejections.reject(
         'buffer_full',
-        { slug, pending: this.#pending.size },
+        { slug, pending: this.#pending.size, pending_bytes: this.#bytes },
         this.#closed
           ? 'the writer is shut down'
-          : `the heartbeat buffer is full (${this.#o.bufferMax} projects waiting)`,
+          : this.#pending.size >= this.#o.bufferMax
+            ? `the heartbeat buffer is full (${this.#o.bufferMax} projects waiting)`
+            : `the heartbeat buffer is full (${this.#bytes} of ${this.#o.bufferMaxBytes} bytes waiting)`,
       );
       return false;
     }
-    this.#pending.set(slug, { heartbeat, receivedAt });
+    this.#pending.set(slug, { heartbeat, receivedAt, bytes });
+    this.#bytes += bytes;
     this.#schedule(this.#failures === 0 ? this.#o.flushIntervalMs : this.#retryDelay());
     return true;
   }
@@ -164,10 +194,12 @@ export class HeartbeatWriter {
   }
 
   health(): CheckResult {
-    if (this.#failures === 0) return { status: 'ok', pending: this.#pending.size };
+    if (this.#failures === 0)
+      return { status: 'ok', pending: this.#pending.size, pending_bytes: this.#bytes };
     return {
       status: 'degraded',
       pending: this.#pending.size,
+      pending_bytes: this.#bytes,
       failing_since: this.#failingSince?.toISOString(),
       last_error: this.#lastError,
       message: 'heartbeats cannot be written; the latest per project is kept and retried',
@@ -216,6 +248,7 @@ export class HeartbeatWriter {
   async #writeNext(): Promise<void> {
     // Set here, at every write attempt (successful or not), rather than once per received heartbeat.
     this.#o.metrics.pending.set(this.#pending.size);
+    this.#o.metrics.pendingBytes.set(this.#bytes);
     if (this.#pending.size === 0) return;
     const batch: Batch = [];
     for (const entry of this.#pending) {
@@ -255,6 +288,7 @@ export class HeartbeatWriter {
       const current = this.#pending.get(slug);
       if (current === entry) {
         this.#pending.delete(slug);
+        this.#bytes -= entry.bytes;
       } else if (current) {
         // A newer heartbeat arrived during the write: it waits behind the projects not yet written,
         // or a fleet refreshing faster than one batch writes would keep the same batch at the front
@@ -273,6 +307,7 @@ export class HeartbeatWriter {
       );
     }
     this.#o.metrics.pending.set(this.#pending.size);
+    this.#o.metrics.pendingBytes.set(this.#bytes);
 
     const bySlug = new Map(batch);
     const written: Batch = [];

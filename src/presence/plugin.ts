@@ -42,6 +42,7 @@ export const presencePlugin = fp(
       autoRegister: config.autoRegister,
       flushIntervalMs: config.flushIntervalMs,
       bufferMax: config.heartbeatBufferMax,
+      bufferMaxBytes: config.heartbeatBufferMaxBytes,
       integrationSinks: app.integrationSinks,
     });
     const intake = new HeartbeatIntake({

@@ -14,6 +14,7 @@ export class PresenceMetrics {
   readonly flushSeconds: Histogram;
   readonly transitions: Counter<'to'>;
   readonly pending: Gauge;
+  readonly pendingBytes: Gauge;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -61,6 +62,11 @@ export class PresenceMetrics {
     this.pending = new Gauge({
       name: 'federation_heartbeat_buffer_pending',
       help: 'Projects with a heartbeat waiting to be written',
+      registers,
+    });
+    this.pendingBytes = new Gauge({
+      name: 'federation_heartbeat_buffer_bytes',
+      help: 'Approximate bytes (payload sizes) of the heartbeats waiting to be written',
       registers,
     });
   }
