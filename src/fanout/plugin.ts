@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import { Counter, Gauge } from 'prom-client';
 import { FanoutRunner } from './fanout-runner.ts';
 import { FanoutService } from './fanout-service.ts';
+import { FanoutProgressRelay } from './progress-relay.ts';
 import { fanoutRoutes } from './routes.ts';
 
 /** A run still 'running' this long after its deadline belongs to an instance that is gone. */
@@ -34,6 +35,18 @@ export const fanoutPlugin = fp(
       labelNames: ['outcome'],
       registers: [app.metricsRegistry],
     });
+    const relay = new FanoutProgressRelay({
+      nats: app.nats,
+      feed: app.feed,
+      log: app.log,
+      clock: app.clock,
+      rejected: new Counter({
+        name: 'federation_fanout_progress_rejected_total',
+        help: 'Fan-out progress messages from NATS dropped as malformed',
+        labelNames: ['reason'],
+        registers: [app.metricsRegistry],
+      }),
+    });
     const runner = new FanoutRunner({
       service,
       catalog: app.catalog,
@@ -43,7 +56,7 @@ export const fanoutPlugin = fp(
       onProgress: (progress) => {
         if (progress.status === 'running' && progress.slug === undefined)
           runsStarted.inc({ action: progress.action });
-        app.feed.emit('fanout', progress);
+        relay.publish(progress);
       },
       onResult: (outcome) => results.inc({ outcome }),
     });
@@ -69,9 +82,12 @@ export const fanoutPlugin = fp(
     await finishAbandoned();
     const sweep = setInterval(finishAbandoned, ABANDONED_RUN_SWEEP_INTERVAL_MS);
     sweep.unref();
+    relay.start();
     app.lifecycle.onStop('intake', async () => {
       clearInterval(sweep);
+      // After the runs: their last events still go out to the other replicas.
       await runner.stop();
+      relay.stop();
     });
 
     await app.register(fanoutRoutes);

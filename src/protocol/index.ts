@@ -17,11 +17,14 @@ export const PRESENCE_SUBJECT_PREFIX = 'hub.presence.';
 export const PRESENCE_WILDCARD = 'hub.presence.*';
 export const STATUS_SUBJECT_PREFIX = 'fed.status.';
 export const STATUS_WILDCARD = 'fed.status.>';
+export const FANOUT_SUBJECT_PREFIX = 'fed.fanout.';
+export const FANOUT_WILDCARD = 'fed.fanout.>';
 export const METRICS_KINDS = ['graph', 'audit'] as const;
 export type MetricsKind = (typeof METRICS_KINDS)[number];
 
 export const presenceSubject = (slug: string): string => `${PRESENCE_SUBJECT_PREFIX}${slug}`;
 export const statusSubject = (slug: string): string => `${STATUS_SUBJECT_PREFIX}${slug}`;
+export const fanoutSubject = (runId: string): string => `${FANOUT_SUBJECT_PREFIX}${runId}`;
 export const metricsSubject = (kind: MetricsKind, slug: string): string => `${kind}.summary.${slug}`;
 export const actionSubject = (meshNamespace: string, action: string): string =>
   `${meshNamespace}.actions.${action}`;
