@@ -181,7 +181,11 @@ describe('fan-out over real NATS and PostgreSQL', () => {
       expect(received[slug.offline]).toBeUndefined();
       expect(received[slug.silent]).toBe(1);
 
-      // Progress on the feed: the start, one event per answer, the end.
+      // Progress on the feed: the start, one event per answer, the end. It travels through NATS
+      // (fed.fanout.<id>), so it may land a moment after the database says the run is done.
+      await waitFor(() => events.some((e) => e.id === created.id && e.status === 'done'), {
+        what: 'the done event on the feed',
+      });
       const mine = events.filter((e) => e.id === created.id);
       expect(mine[0]).toMatchObject({ status: 'running', action: 'audit', counts: { pending: 3 } });
       expect(mine[0]?.slug).toBeUndefined();
