@@ -89,4 +89,9 @@ async function main(argv: string[]): Promise<number> {
   return presenceBench(argv);
 }
 
-process.exitCode = await main(process.argv.slice(2));
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (err) {
+  console.error(`bench: ${(err as Error).message}`);
+  process.exitCode = 2;
+}
