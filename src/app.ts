@@ -12,6 +12,7 @@ import { openDatabase } from './db/connection.ts';
 import { edgesPlugin } from './edges/plugin.ts';
 import { fanoutPlugin } from './fanout/plugin.ts';
 import { authPlugin } from './http/auth.ts';
+import { compressionPlugin } from './http/compression.ts';
 import { errorsPlugin } from './http/errors.ts';
 import { ErrorSchema } from './http/schemas.ts';
 import { SERVICE_VERSION, systemRoutes } from './http/system-routes.ts';
@@ -84,6 +85,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     app.addSchema(ErrorSchema);
     await app.register(corePlugin, { config, clock, database, nats, catalog, projectsFile });
     await app.register(errorsPlugin);
+    await app.register(compressionPlugin);
     await app.register(textGuardPlugin);
     await app.register(authPlugin, { adminToken: config.adminToken, readToken: config.readToken });
     await app.register(swagger, {

@@ -1,10 +1,23 @@
-import { and, asc, eq, getTableColumns, gt, inArray, type SQL, sql } from 'drizzle-orm';
+import { asc, eq, getTableColumns, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Clock } from '../clock.ts';
 import { arrayParam, type Database, query } from '../db/connection.ts';
 import { projects } from '../db/schema.ts';
 import { InputError, NotFoundError } from '../errors.ts';
 import { findUnstorableText, type ProjectStatus } from '../protocol/index.ts';
-import { type GuardState, guardedStatusSql, type Thresholds, transitionReason } from './status-rule.ts';
+import {
+  type HeartbeatRow,
+  type HeartbeatWriteResult,
+  storeTransitions,
+  writeHeartbeats,
+} from './heartbeat-write.ts';
+import {
+  type GuardState,
+  guardedStatusSql,
+  nextDueSql,
+  readStatusSql,
+  type Thresholds,
+  transitionReason,
+} from './status-rule.ts';
 
 export type ProjectRow = typeof projects.$inferSelect;
 export type ProjectSource = 'config' | 'api' | 'heartbeat';
@@ -46,6 +59,66 @@ export interface OfflineGuard {
 }
 
 export const MAX_PAGE_SIZE = 1000;
+/** Rows a streamed whole-catalog response reads per statement. */
+export const STREAM_BATCH_ROWS = 2000;
+/** Due rows one sweep statement claims; a sweep goes on with the next batch while they come full. */
+export const SWEEP_BATCH_ROWS = 10_000;
+/** A sweep stops after this many full batches and leaves the rest to the next one. */
+const SWEEP_MAX_BATCHES = 100;
+/** Count deltas are summed into one row once there are more than this many. */
+const COUNT_DELTAS_COMPACT_AT = 200;
+/** Serialises count compaction and recounting across replicas (pg_advisory_xact_lock). */
+const COUNTS_LOCK_KEY = 0x66656463; // "fedc"
+
+export type TransitionListener = (transitions: Transition[]) => void | Promise<void>;
+
+/** The columns of `projects` as the API reads them (raw SQL rows, mapped by `toProject`). */
+interface ProjectSqlRow {
+  id: number;
+  slug: string;
+  name: string;
+  hub_url: string;
+  mesh_namespace: string;
+  status: ProjectStatus;
+  tags: string[];
+  allow_fanout: string[];
+  last_heartbeat_at: Date | string | null;
+  reported_health: string | null;
+  version: string | null;
+  interval_s: number | null;
+  source: string;
+  configured: boolean;
+  status_changed_at: Date | string | null;
+  due_at: Date | string | null;
+  created_at: Date | string;
+  updated_at: Date | string;
+}
+
+const date = (v: Date | string) => (v instanceof Date ? v : new Date(v));
+const dateOrNull = (v: Date | string | null) => (v === null ? null : date(v));
+
+function toProject(r: ProjectSqlRow): Project {
+  return {
+    id: r.id,
+    slug: r.slug,
+    name: r.name,
+    hubUrl: r.hub_url,
+    meshNamespace: r.mesh_namespace,
+    status: r.status,
+    tags: r.tags,
+    allowFanout: r.allow_fanout,
+    lastHeartbeatAt: dateOrNull(r.last_heartbeat_at),
+    reportedHealth: r.reported_health,
+    version: r.version,
+    intervalS: r.interval_s,
+    source: r.source,
+    configured: r.configured,
+    statusChangedAt: dateOrNull(r.status_changed_at),
+    dueAt: dateOrNull(r.due_at),
+    createdAt: date(r.created_at),
+    updatedAt: date(r.updated_at),
+  };
+}
 
 export function encodeCursor(slug: string): string {
   return Buffer.from(JSON.stringify({ s: slug })).toString('base64url');
@@ -66,6 +139,7 @@ export class CatalogService {
   readonly #clock: Clock;
   readonly #thresholds: Thresholds;
   #guard: OfflineGuard;
+  #onHeartbeatTransitions: TransitionListener | undefined;
 
   constructor(deps: { db: Database; clock: Clock; thresholds: Thresholds; guard?: OfflineGuard }) {
     this.#db = deps.db;
@@ -83,13 +157,32 @@ export class CatalogService {
     this.#guard = guard;
   }
 
+  /** Receives the transitions heartbeats make (written through `writeHeartbeats`), once each. */
+  onHeartbeatTransitions(listener: TransitionListener): void {
+    this.#onHeartbeatTransitions = listener;
+  }
+
+  /**
+   * A project's status as the API shows it, in SQL: the stored status, or the guarded rule for the
+   * few rows that are due, so that it never contradicts the rule (see `readStatusSql`).
+   */
+  statusSql(now: Date = this.#clock.now()): SQL<ProjectStatus> {
+    return readStatusSql(now, this.#thresholds, this.#guard.state(now)) as SQL<ProjectStatus>;
+  }
+
   #statusExpr(now: Date): SQL<ProjectStatus> {
-    return guardedStatusSql(now, this.#thresholds, this.#guard.state(now)) as SQL<ProjectStatus>;
+    return this.statusSql(now);
   }
 
   #selection(now: Date) {
     const { status: _stored, ...columns } = getTableColumns(projects);
     return { ...columns, status: this.#statusExpr(now) };
+  }
+
+  #selectSql(now: Date): SQL {
+    return sql`id, slug, name, hub_url, mesh_namespace, ${this.#statusExpr(now)} as status, tags, allow_fanout,
+      last_heartbeat_at, reported_health, version, interval_s, source, configured, status_changed_at, due_at,
+      created_at, updated_at`;
   }
 
   /** Upsert by slug: creates the project (offline) or updates its metadata, keeping its id. */
@@ -132,45 +225,98 @@ export class CatalogService {
     return rows.length;
   }
 
+  /**
+   * Stores heartbeats received at their `received_at` (see heartbeat-write.ts): statuses they change
+   * are claimed and stored there, and handed to the `onHeartbeatTransitions` listener.
+   */
+  async writeHeartbeats(rows: readonly HeartbeatRow[], autoRegister: boolean): Promise<HeartbeatWriteResult> {
+    const result = await writeHeartbeats(this.#db, rows, {
+      autoRegister,
+      now: this.#clock.now(),
+      thresholds: this.#thresholds,
+    });
+    if (result.transitions.length > 0) await this.#onHeartbeatTransitions?.(result.transitions);
+    return result;
+  }
+
   /** The seed's update_heartbeat: one heartbeat, received now. Ingestion at scale goes through HeartbeatWriter. */
   async updateHeartbeat(slug: string, extra: { health?: string; version?: string; intervalS?: number } = {}) {
-    const now = this.#clock.now();
-    const updated = await this.#db
-      .update(projects)
-      .set({
-        lastHeartbeatAt: now,
-        reportedHealth: extra.health ?? 'ok',
-        version: extra.version ?? null,
-        intervalS: extra.intervalS ?? null,
-        updatedAt: now,
-      })
-      .where(eq(projects.slug, slug))
-      .returning({ id: projects.id });
-    if (updated.length === 0) throw new NotFoundError(`project ${slug} is not registered`);
+    const result = await this.writeHeartbeats(
+      [
+        {
+          slug,
+          received_at: this.#clock.now().toISOString(),
+          health: extra.health === 'degraded' ? 'degraded' : 'ok',
+          version: extra.version ?? null,
+          interval_s: extra.intervalS ?? null,
+          name: null,
+          hub_url: null,
+          mesh_namespace: null,
+          tags: null,
+        },
+      ],
+      false,
+    );
+    if (result.unknown.has(slug)) throw new NotFoundError(`project ${slug} is not registered`);
   }
 
   async getProjects(opts: ListOptions = {}): Promise<{ projects: Project[]; nextCursor?: string }> {
-    const now = this.#clock.now();
-    const statusExpr = this.#statusExpr(now);
-    const where: SQL[] = [];
-    if (opts.status) where.push(sql`${statusExpr} = ${opts.status}`);
-    if (opts.tag) where.push(sql`${projects.tags} @> ${JSON.stringify([opts.tag])}::jsonb`);
-    if (opts.cursor) where.push(gt(projects.slug, decodeCursor(opts.cursor)));
     const limit = opts.limit;
-    let q = this.#db
-      .select(this.#selection(now))
-      .from(projects)
-      .where(and(...where))
-      .orderBy(asc(projects.slug))
-      .$dynamic();
-    if (limit !== undefined) q = q.limit(limit + 1);
-    const rows = (await q) as Project[];
+    const rows = await this.#page(opts, limit === undefined ? undefined : limit + 1);
     if (limit !== undefined && rows.length > limit) {
       rows.length = limit;
       const last = rows[rows.length - 1];
       return { projects: rows, nextCursor: last ? encodeCursor(last.slug) : undefined };
     }
     return { projects: rows };
+  }
+
+  /**
+   * The whole catalog (filtered like `getProjects`) in slug order, `STREAM_BATCH_ROWS` per statement:
+   * keyset pages rather than one server-side cursor, so no transaction (and no snapshot holding back
+   * vacuum of a table rewritten by every heartbeat) stays open while a slow client reads.
+   */
+  async *streamProjects(opts: Omit<ListOptions, 'limit'> = {}): AsyncGenerator<Project[]> {
+    let after = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor);
+    for (;;) {
+      const rows = await this.#page({ status: opts.status, tag: opts.tag }, STREAM_BATCH_ROWS, after);
+      if (rows.length > 0) yield rows;
+      if (rows.length < STREAM_BATCH_ROWS) return;
+      after = rows[rows.length - 1]?.slug;
+    }
+  }
+
+  /**
+   * One page in slug order. A status filter reads the stored status through (status, slug) for rows
+   * not due, plus the due rows (a sweep's worth) through the due index with the rule applied: the rule
+   * is never evaluated on every row.
+   */
+  async #page(opts: ListOptions, limit: number | undefined, afterSlug?: string): Promise<Project[]> {
+    const now = this.#clock.now();
+    const nowTs = sql`${now.toISOString()}::timestamptz`;
+    const where: SQL[] = [sql`true`];
+    if (opts.tag) where.push(sql`tags @> ${JSON.stringify([opts.tag])}::jsonb`);
+    const after = afterSlug ?? (opts.cursor ? decodeCursor(opts.cursor) : undefined);
+    if (after !== undefined) where.push(sql`slug > ${after}`);
+    const filter = sql.join(where, sql` and `);
+    const lim = limit === undefined ? sql`` : sql` limit ${limit}`;
+    const select = this.#selectSql(now);
+    let statement: SQL;
+    if (opts.status) {
+      const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
+      statement = sql`select * from (
+          (select ${select} from projects
+           where status = ${opts.status} and (due_at is null or due_at > ${nowTs}) and ${filter}
+           order by slug${lim})
+          union all
+          (select ${select} from projects
+           where due_at <= ${nowTs} and ${guarded} = ${opts.status} and ${filter}
+           order by slug${lim})
+        ) page order by slug${lim}`;
+    } else {
+      statement = sql`select ${select} from projects where ${filter} order by slug${lim}`;
+    }
+    return (await query<ProjectSqlRow>(this.#db, statement)).map(toProject);
   }
 
   async findProject(slug: string): Promise<Project | undefined> {
@@ -203,25 +349,102 @@ export class CatalogService {
     if (deleted.length === 0) throw new NotFoundError(`project ${slug} is not registered`);
   }
 
+  /**
+   * Projects per status as the API shows them: the stored counts (a sum of deltas, see
+   * project_status_counts) corrected by the rows that are due, which are at most a sweep's worth.
+   */
   async countByStatus(): Promise<Record<ProjectStatus, number>> {
     const now = this.#clock.now();
-    const rows = await query<{ status: ProjectStatus; n: number }>(
+    const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
+    const [stored] = await query<{ online: number; degraded: number; offline: number; deltas: number }>(
       this.#db,
-      sql`select ${this.#statusExpr(now)} as status, count(*)::int as n from projects group by 1`,
+      sql`select coalesce(sum(online), 0)::int as online, coalesce(sum(degraded), 0)::int as degraded,
+                 coalesce(sum(offline), 0)::int as offline, count(*)::int as deltas
+          from project_status_counts`,
     );
-    const counts: Record<ProjectStatus, number> = { online: 0, offline: 0, degraded: 0 };
-    for (const r of rows) counts[r.status] = r.n;
+    const counts: Record<ProjectStatus, number> = {
+      online: stored?.online ?? 0,
+      degraded: stored?.degraded ?? 0,
+      offline: stored?.offline ?? 0,
+    };
+    const due = await query<{ from: ProjectStatus; to: ProjectStatus; n: number }>(
+      this.#db,
+      sql`select status as from, ${guarded} as to, count(*)::int as n from projects
+          where due_at <= ${now.toISOString()}::timestamptz group by 1, 2`,
+    );
+    for (const d of due) {
+      if (d.from === d.to) continue;
+      counts[d.from] -= d.n;
+      counts[d.to] += d.n;
+    }
+    if ((stored?.deltas ?? 0) > COUNT_DELTAS_COMPACT_AT) await this.compactCounts();
     return counts;
   }
 
+  /** Sums the count deltas into one row (cheap: they are few; it never reads `projects`). */
+  async compactCounts(): Promise<void> {
+    await this.#db.transaction(async (tx) => {
+      await query(tx, sql`select pg_advisory_xact_lock(${COUNTS_LOCK_KEY})`);
+      await query(
+        tx,
+        sql`with d as (delete from project_status_counts returning online, degraded, offline)
+            insert into project_status_counts (online, degraded, offline)
+            select coalesce(sum(online), 0), coalesce(sum(degraded), 0), coalesce(sum(offline), 0) from d`,
+      );
+    });
+  }
+
   /**
-   * Claims every pending transition (stored status ≠ the guarded rule) in one statement and records it
-   * in project_status_events. Rows another replica is claiming are skipped, and the stored status is
-   * re-checked, so each transition is claimed exactly once however many replicas sweep.
+   * Once at start-up (never on a timer, it reads every row): counts the catalog afresh, and sets `due_at`
+   * wherever it disagrees with the stored status and the thresholds of this run (thresholds changed
+   * since the last run, rows written by an older version or by hand). A project the rule would move
+   * now becomes due at once; the first sweep applies the guards. Returns how many rows it fixed.
+   */
+  async reconcile(): Promise<number> {
+    const now = this.#clock.now();
+    const nowTs = sql`${now.toISOString()}::timestamptz`;
+    const noGuard: GuardState = { heardSince: new Date(0), holdAll: false };
+    const rule = guardedStatusSql(now, this.#thresholds, noGuard);
+    const expected = sql`(case when ${rule} <> status then ${nowTs} else ${nextDueSql(sql`status`, now, this.#thresholds, noGuard)} end)`;
+    const fixed = await query<{ id: number }>(
+      this.#db,
+      sql`update projects set due_at = ${expected} where due_at is distinct from ${expected} returning id`,
+    );
+    await this.#db.transaction(async (tx) => {
+      await query(tx, sql`select pg_advisory_xact_lock(${COUNTS_LOCK_KEY})`);
+      await query(
+        tx,
+        sql`with d as (delete from project_status_counts)
+            insert into project_status_counts (online, degraded, offline)
+            select count(*) filter (where status = 'online'), count(*) filter (where status = 'degraded'),
+                   count(*) filter (where status = 'offline') from projects`,
+      );
+    });
+    return fixed.length;
+  }
+
+  /**
+   * Claims the pending transitions of every due project (`due_at` ≤ now, through its index: what is
+   * not due is never read), in batches, and stores them in project_status_events. Each claimed row
+   * gets its next `due_at`. Rows another replica is claiming are skipped (`skip locked`), and a row a
+   * heartbeat has just moved is no longer due when re-checked, so each transition is claimed exactly
+   * once however many replicas sweep.
    */
   async sweepStatuses(): Promise<Transition[]> {
+    const all: Transition[] = [];
+    for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
+      const { transitions, claimed } = await this.#sweepBatch();
+      all.push(...transitions);
+      if (claimed < SWEEP_BATCH_ROWS) break;
+    }
+    return all;
+  }
+
+  async #sweepBatch(): Promise<{ transitions: Transition[]; claimed: number }> {
     const now = this.#clock.now();
-    const expr = this.#statusExpr(now);
+    const guard = this.#guard.state(now);
+    const rule = guardedStatusSql(now, this.#thresholds, guard);
+    const nowTs = sql`${now.toISOString()}::timestamptz`;
     return this.#db.transaction(async (tx) => {
       const rows = await query<{
         id: number;
@@ -234,55 +457,55 @@ export class CatalogService {
       }>(
         tx,
         sql`with candidates as (
-            select id, status as from_status, ${expr} as to_status from projects
-            where ${expr} <> status
-            for update skip locked
-          ), claimed as (
-            update projects p set status = c.to_status, status_changed_at = ${now.toISOString()}
-            from candidates c where p.id = c.id and p.status = c.from_status
-            returning p.id, p.slug, c.from_status, c.to_status, p.last_heartbeat_at, p.reported_health, p.interval_s
-          )
-          select * from claimed`,
+              select id, status as from_status, ${rule} as to_status from projects
+              where due_at <= ${nowTs} order by due_at limit ${SWEEP_BATCH_ROWS}
+              for update skip locked
+            ), claimed as (
+              update projects p set status = c.to_status,
+                due_at = ${nextDueSql(sql`c.to_status`, now, this.#thresholds, guard)},
+                status_changed_at = case when c.to_status <> c.from_status then ${nowTs} else p.status_changed_at end
+              from candidates c where p.id = c.id
+              returning p.id, p.slug, c.from_status, c.to_status, p.last_heartbeat_at, p.reported_health, p.interval_s
+            )
+            select * from claimed`,
       );
-      if (rows.length === 0) return [];
-      const transitions = rows.map((r) => {
+      const transitions: Transition[] = [];
+      for (const r of rows) {
+        if (r.from_status === r.to_status) continue;
         const input = {
           lastHeartbeatAt: r.last_heartbeat_at === null ? null : new Date(r.last_heartbeat_at),
           reportedHealth: r.reported_health,
           intervalS: r.interval_s,
         };
-        return {
+        transitions.push({
           projectId: r.id,
           slug: r.slug,
           from: r.from_status,
           to: r.to_status,
           at: now,
           reason: transitionReason(r.from_status, r.to_status, input, this.#thresholds),
-        };
-      });
-      await query(
-        tx,
-        sql`insert into project_status_events (project_id, from_status, to_status, at, reason)
-          select * from unnest(${arrayParam(transitions.map((t) => t.projectId))}::int[], ${arrayParam(transitions.map((t) => t.from))}::text[],
-                               ${arrayParam(transitions.map((t) => t.to))}::text[], ${arrayParam(transitions.map((t) => t.at.toISOString()))}::timestamptz[],
-                               ${arrayParam(transitions.map((t) => t.reason))}::text[])`,
-      );
-      return transitions;
+        });
+      }
+      await storeTransitions(tx, transitions);
+      return { transitions, claimed: rows.length };
     });
   }
 
-  /** Projects the rule would now flip to offline (before guards), for the mass-offline guard. */
+  /**
+   * For the mass-offline guard: the due projects the rule would now take offline (before the holds,
+   * with the start-up grace), and the live ones (from the counts, not by counting the catalog).
+   */
   async countPendingOffline(): Promise<{ pending: number; live: number }> {
     const now = this.#clock.now();
     const { heardSince } = this.#guard.state(now);
-    const expr = guardedStatusSql(now, this.#thresholds, { heardSince, holdAll: false });
-    const rows = await query<{ pending: number; live: number }>(
+    const rule = guardedStatusSql(now, this.#thresholds, { heardSince, holdAll: false });
+    const [row] = await query<{ pending: number; live: number }>(
       this.#db,
-      sql`select count(*) filter (where status <> 'offline' and ${expr} = 'offline')::int as pending,
-                 count(*) filter (where status <> 'offline')::int as live
-          from projects`,
+      sql`select (select count(*) from projects
+                  where due_at <= ${now.toISOString()}::timestamptz and status <> 'offline' and ${rule} = 'offline')::int as pending,
+                 (select coalesce(sum(online + degraded), 0) from project_status_counts)::int as live`,
     );
-    return rows[0] ?? { pending: 0, live: 0 };
+    return row ?? { pending: 0, live: 0 };
   }
 
   /** The seed's mark_stale_projects: applies the rule now and returns how many went offline. */

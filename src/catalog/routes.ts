@@ -1,11 +1,31 @@
+import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { errorResponses, READ_ERRORS, WRITE_ERRORS } from '../http/schemas.ts';
 import { ProjectStatusSchema, SlugSchema } from '../protocol/index.ts';
 import { MAX_PAGE_SIZE } from './catalog-service.ts';
-import { ProjectCreateSchema, ProjectResponseSchema, toProjectResponse } from './schemas.ts';
+import {
+  ProjectCreateSchema,
+  type ProjectResponse,
+  ProjectResponseSchema,
+  toProjectResponse,
+} from './schemas.ts';
 
 const SlugParams = Type.Object({ slug: SlugSchema });
+
+/** `[` + every item of every batch, comma-separated + `]`, one chunk per batch. */
+async function* jsonArray<T>(
+  first: IteratorResult<T[]>,
+  rest: AsyncGenerator<T[]>,
+  serialize: (item: T) => string,
+): AsyncGenerator<string> {
+  let open = '[';
+  for (let r = first; !r.done; r = await rest.next()) {
+    yield open + r.value.map(serialize).join(',');
+    open = ',';
+  }
+  yield open === '[' ? '[]' : ']';
+}
 
 export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
@@ -30,6 +50,21 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
+      const { limit, ...filters } = request.query;
+      if (limit === undefined) {
+        // The whole catalog, as one JSON array streamed batch by batch: memory stays flat however many
+        // projects there are. The first batch is read before anything is sent, so a database that is
+        // down still answers 503.
+        const serialize = reply.compileSerializationSchema(
+          ProjectResponseSchema as unknown as Record<string, unknown>,
+        );
+        const batches = app.catalog.streamProjects(filters);
+        const first = await batches.next();
+        reply.type('application/json; charset=utf-8');
+        // A stream is not serialised by the route's schema: each item is, by `serialize`.
+        const body = Readable.from(jsonArray(first, batches, (p) => serialize(toProjectResponse(p))));
+        return reply.send(body as unknown as ProjectResponse[]);
+      }
       const { projects, nextCursor } = await app.catalog.getProjects(request.query);
       if (nextCursor) reply.header('X-Next-Cursor', nextCursor);
       return projects.map(toProjectResponse);

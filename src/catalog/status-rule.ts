@@ -49,6 +49,8 @@ export function computeStatus(input: StatusInput, now: Date, defaults: Threshold
 export interface GuardState {
   heardSince: Date;
   holdAll: boolean;
+  /** While holdAll holds, when it is known to end (a mass-offline hold); unknown while NATS is down. */
+  holdUntil?: Date;
 }
 
 export function guardedStatus(
@@ -84,16 +86,39 @@ export function transitionReason(
   return `no heartbeat for more than ${t.offlineAfterS}s`;
 }
 
+/** The status a heartbeat gives its project the moment it is written. */
+export function heartbeatStatus(health: string | null | undefined): ProjectStatus {
+  return health === 'degraded' ? 'degraded' : 'online';
+}
+
+/** The thresholds of `thresholdsFor`, in SQL over an interval expression (a column or a parameter). */
+export function thresholdsSql(intervalS: SQL, defaults: Thresholds): { offlineS: SQL; degradedS: SQL } {
+  const scaled = (factor: number, fallback: number) =>
+    sql`(case when ${intervalS} > 0 then ${intervalS} * ${factor} else ${fallback}::float8 end)`;
+  return {
+    offlineS: scaled(OFFLINE_FACTOR, defaults.offlineAfterS),
+    degradedS:
+      defaults.degradedAfterS === 0 ? sql`null::float8` : scaled(DEGRADED_FACTOR, defaults.degradedAfterS),
+  };
+}
+
+const seconds = (s: SQL) => sql`(${s} * interval '1 second')`;
+
+/**
+ * When a project that just got a heartbeat at `at` may next change status without another one: its
+ * degraded deadline while healthy (when lateness counts), else its offline deadline.
+ */
+export function dueAfterHeartbeatSql(at: SQL, health: SQL, intervalS: SQL, defaults: Thresholds): SQL {
+  const { offlineS, degradedS } = thresholdsSql(intervalS, defaults);
+  return sql`(${at} + ${seconds(sql`(case when ${health} = 'degraded' then ${offlineS} else coalesce(${degradedS}, ${offlineS}) end)`)})`;
+}
+
 /**
  * The same rule and guards as `guardedStatus`, as a SQL expression over the `projects` table, so
  * that filtering, paging and the sweeper's claim all agree with the pure function (a test checks it).
  */
 export function guardedStatusSql(now: Date, defaults: Thresholds, guard: GuardState): SQL {
-  const offlineS = sql`coalesce(interval_s * ${OFFLINE_FACTOR}, ${defaults.offlineAfterS}::float8)`;
-  const degradedS =
-    defaults.degradedAfterS === 0
-      ? sql`null::float8`
-      : sql`coalesce(interval_s * ${DEGRADED_FACTOR}, ${defaults.degradedAfterS}::float8)`;
+  const { offlineS, degradedS } = thresholdsSql(sql`interval_s`, defaults);
   const nowTs = sql`${now.toISOString()}::timestamptz`;
   const heardTs = sql`${guard.heardSince.toISOString()}::timestamptz`;
   const age = (from: SQL) => sql`extract(epoch from (${nowTs} - ${from}))`;
@@ -105,4 +130,36 @@ export function guardedStatusSql(now: Date, defaults: Thresholds, guard: GuardSt
     when reported_health = 'degraded' then 'degraded'
     when ${degradedS} is not null and ${age(sql`last_heartbeat_at`)} > ${degradedS} then 'degraded'
     else 'online' end)`;
+}
+
+/**
+ * The `due_at` a project gets once the sweeper has looked at it and given it `status` (the guarded
+ * rule's value now): null once offline; while a guard holds an offline flip, when that hold can end
+ * (the start-up or reconnect grace, a mass-offline hold, or one threshold on while NATS is down); else
+ * the next deadline of its last heartbeat. A project still at its deadline (age equal to the
+ * threshold, not yet past it) keeps it and is looked at again by the next sweep.
+ */
+export function nextDueSql(status: SQL, now: Date, defaults: Thresholds, guard: GuardState): SQL {
+  const { offlineS, degradedS } = thresholdsSql(sql`interval_s`, defaults);
+  const nowTs = sql`${now.toISOString()}::timestamptz`;
+  const heardTs = sql`${guard.heardSince.toISOString()}::timestamptz`;
+  const offlineAt = sql`(last_heartbeat_at + ${seconds(offlineS)})`;
+  const held = guard.holdAll
+    ? guard.holdUntil
+      ? sql`${guard.holdUntil.toISOString()}::timestamptz`
+      : sql`(${nowTs} + ${seconds(offlineS)})`
+    : sql`(greatest(last_heartbeat_at, ${heardTs}) + ${seconds(offlineS)})`;
+  return sql`(case
+    when ${status} = 'offline' or last_heartbeat_at is null then null::timestamptz
+    when ${offlineAt} < ${nowTs} then ${held}
+    when ${status} = 'degraded' or ${degradedS} is null then ${offlineAt}
+    else last_heartbeat_at + ${seconds(degradedS)} end)`;
+}
+
+/**
+ * A project's status as the API shows it: the stored status unless something is due, and the guarded
+ * rule for what is due (at most a sweep's worth of rows), so a read never shows a stale `online`.
+ */
+export function readStatusSql(now: Date, defaults: Thresholds, guard: GuardState): SQL {
+  return sql`(case when due_at <= ${now.toISOString()}::timestamptz then ${guardedStatusSql(now, defaults, guard)} else status end)`;
 }

@@ -41,12 +41,20 @@ export const projects = pgTable(
     /** True while projects.yaml lists the project. */
     configured: boolean('configured').notNull().default(false),
     statusChangedAt: tz('status_changed_at'),
+    /**
+     * When the status rule may next change this project's status without a new heartbeat (its
+     * degraded or offline deadline, or when a guard's hold ends); null while nothing is due (offline).
+     * Written with each heartbeat and by each claim, so the sweeper reads only what is due.
+     */
+    dueAt: tz('due_at'),
     createdAt: tz('created_at').notNull().defaultNow(),
     updatedAt: tz('updated_at').notNull().defaultNow(),
   },
   // The unique constraint on slug is the slug index; a second one would only slow every write.
   (t) => [
-    index('idx_projects_status').on(t.status),
+    // Status pages walk (status, slug) in slug order; the sweeper walks what is due.
+    index('idx_projects_status_slug').on(t.status, t.slug),
+    index('idx_projects_due_at').on(t.dueAt).where(sql`${t.dueAt} is not null`),
     check('projects_status_check', sql`${t.status} in ('online', 'offline', 'degraded')`),
     check('projects_source_check', sql`${t.source} in ('config', 'api', 'heartbeat')`),
     check(
@@ -69,8 +77,24 @@ export const projectStatusEvents = pgTable(
     at: tz('at').notNull(),
     reason: text('reason').notNull(),
   },
-  (t) => [index('idx_status_events_project_at').on(t.projectId, t.at)],
+  (t) => [
+    index('idx_status_events_project_at').on(t.projectId, t.at),
+    index('idx_status_events_at').on(t.at),
+  ],
 );
+
+/**
+ * Per-status project counts as a sum of deltas: every insert, delete and claimed transition appends
+ * one row (no row is updated, so concurrent writers never wait on each other), and the sum is
+ * compacted into one row from time to time. Health, /metrics and the view read counts from here
+ * instead of counting the catalog.
+ */
+export const projectStatusCounts = pgTable('project_status_counts', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  online: integer('online').notNull().default(0),
+  degraded: integer('degraded').notNull().default(0),
+  offline: integer('offline').notNull().default(0),
+});
 
 export const projectMetrics = pgTable(
   'project_metrics',

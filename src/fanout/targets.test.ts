@@ -27,6 +27,7 @@ function project(slug: string, over: Partial<Project> = {}): Project {
     source: 'api',
     configured: false,
     statusChangedAt: null,
+    dueAt: null,
     createdAt: now,
     updatedAt: now,
     ...over,

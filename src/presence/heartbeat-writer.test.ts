@@ -5,6 +5,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENGINES, type TestDatabase } from '../../test/helpers/postgres.ts';
 import { waitFor } from '../../test/helpers/wait.ts';
+import { CatalogService } from '../catalog/catalog-service.ts';
 import { ManualClock } from '../clock.ts';
 import type { IntegrationsSink } from '../core.ts';
 import { type Database, type DatabaseHandle, openDatabase, query } from '../db/connection.ts';
@@ -70,8 +71,9 @@ function makeWriter(
   const metrics = new PresenceMetrics(registry);
   const { db, state } = breakable(opts.db ?? handle.db);
   const rejections = new HeartbeatRejections(metrics, log, clock);
+  const catalog = new CatalogService({ db, clock, thresholds: { degradedAfterS: 45, offlineAfterS: 90 } });
   const writer = new HeartbeatWriter({
-    db,
+    catalog,
     clock,
     log,
     metrics,

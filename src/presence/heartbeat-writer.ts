@@ -1,8 +1,8 @@
-import { sql } from 'drizzle-orm';
 import type { FastifyBaseLogger } from 'fastify';
+import type { CatalogService } from '../catalog/catalog-service.ts';
+import type { HeartbeatRow } from '../catalog/heartbeat-write.ts';
 import type { Clock } from '../clock.ts';
 import type { IntegrationsSink } from '../core.ts';
-import { type Database, query } from '../db/connection.ts';
 import type { CheckResult } from '../health.ts';
 import type { Heartbeat } from '../protocol/index.ts';
 import type { HeartbeatRejections, PresenceMetrics } from './presence-metrics.ts';
@@ -25,7 +25,8 @@ export interface PendingHeartbeat {
 }
 
 export interface HeartbeatWriterOptions {
-  db: Database;
+  /** Stores each batch (one statement in the common case) and claims the transitions heartbeats make. */
+  catalog: Pick<CatalogService, 'writeHeartbeats'>;
   clock: Clock;
   log: FastifyBaseLogger;
   metrics: PresenceMetrics;
@@ -357,10 +358,9 @@ export class HeartbeatWriter {
   }
 
   async #write(batch: Batch): Promise<WrittenRow[]> {
-    const now = this.#o.clock.now().toISOString();
     // One JSON parameter rather than nine arrays: JSON.stringify is native, while node-postgres
     // escapes every element of an array parameter in JavaScript, on the thread that receives heartbeats.
-    const rows = batch.map(([, e]) => ({
+    const rows: HeartbeatRow[] = batch.map(([, e]) => ({
       slug: e.heartbeat.project_slug,
       received_at: e.receivedAt.toISOString(),
       health: e.heartbeat.health ?? 'ok',
@@ -371,68 +371,13 @@ export class HeartbeatWriter {
       mesh_namespace: e.heartbeat.mesh_namespace,
       tags: e.heartbeat.tags ?? null,
     }));
-    const h = sql`json_to_recordset(${JSON.stringify(rows)}::json) as h(slug text, received_at timestamptz,
-        health text, version text, interval_s float8, name text, hub_url text, mesh_namespace text, tags jsonb)`;
-
-    if (this.#o.autoRegister) {
-      // Update first and insert only the slugs that are new: most rows exist, and an UPDATE of
-      // unindexed columns stays a HOT update (see the projects fillfactor), where INSERT … ON CONFLICT
-      // DO UPDATE costs a speculative index insertion per row. A slug inserted meanwhile by another
-      // replica is skipped here (on conflict do nothing) and written with its next heartbeat.
-      // Projects first seen in a heartbeat are owned by it: their address follows the heartbeat.
-      const rows = await query<{ slug: string; inserted: boolean }>(
-        this.#o.db,
-        sql`with h as (select * from ${h}),
-            upd as (
-              update projects p set
-                last_heartbeat_at = h.received_at, reported_health = h.health, version = h.version,
-                interval_s = h.interval_s, updated_at = h.received_at,
-                hub_url = case when p.source = 'heartbeat' then h.hub_url else p.hub_url end,
-                mesh_namespace = case when p.source = 'heartbeat' then h.mesh_namespace else p.mesh_namespace end
-              from h
-              where p.slug = h.slug and (p.last_heartbeat_at is null or p.last_heartbeat_at <= h.received_at)
-              returning p.slug
-            ),
-            ins as (
-              insert into projects (slug, name, hub_url, mesh_namespace, tags, source, last_heartbeat_at,
-                                    reported_health, version, interval_s, created_at, updated_at)
-              select h.slug, coalesce(h.name, h.slug), h.hub_url, h.mesh_namespace, coalesce(h.tags, '[]'::jsonb),
-                     'heartbeat', h.received_at, h.health, h.version, h.interval_s, ${now}::timestamptz, h.received_at
-              from h where not exists (select 1 from projects p where p.slug = h.slug)
-              on conflict (slug) do nothing
-              returning slug
-            )
-            -- Only the exceptions come back (new projects, and rows not written because a newer
-            -- heartbeat is stored): parsing one result row per project cost the receiving thread
-            -- more than the statement itself.
-            select h.slug, (ins.slug is not null) as inserted
-            from h left join ins on ins.slug = h.slug
-            where ins.slug is not null or not exists (select 1 from upd where upd.slug = h.slug)`,
-      );
-      const exceptions = new Map(rows.map((r) => [r.slug, r.inserted]));
-      return batch.map(([slug]) => {
-        const inserted = exceptions.get(slug);
-        return { slug, written: inserted !== false, known: true, inserted: inserted === true };
-      });
-    }
-
-    return query<WrittenRow>(
-      this.#o.db,
-      sql`with h as (select * from ${h}),
-          upd as (
-            update projects p set
-              last_heartbeat_at = h.received_at, reported_health = h.health, version = h.version,
-              interval_s = h.interval_s, updated_at = h.received_at
-            from h
-            where p.slug = h.slug and (p.last_heartbeat_at is null or p.last_heartbeat_at <= h.received_at)
-            returning p.slug
-          )
-          select h.slug,
-                 exists (select 1 from upd where upd.slug = h.slug) as written,
-                 exists (select 1 from projects p where p.slug = h.slug) as known,
-                 false as inserted
-          from h`,
-    );
+    const result = await this.#o.catalog.writeHeartbeats(rows, this.#o.autoRegister);
+    return batch.map(([slug]) => ({
+      slug,
+      written: !result.notWritten.has(slug),
+      known: !result.unknown.has(slug),
+      inserted: result.inserted.has(slug),
+    }));
   }
 
   async #handOverIntegrations(written: Batch): Promise<void> {

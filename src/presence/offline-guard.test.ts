@@ -50,19 +50,23 @@ describe('PresenceOfflineGuard: mass offline', () => {
     expect(guard.state(clock.now()).holdAll).toBe(true);
   });
 
-  it('keeps holding through a partial recovery until one more threshold has passed', () => {
+  it('keeps holding for one whole threshold while the held projects are not due', () => {
     const { clock, guard } = setup();
     guard.observe({ pending: 30, live: 40 }, clock.now());
-    // Half of them are back: 15 of 40 is below the trigger, but the rest may be a beat away.
+    // The held projects wait, not due, until the hold ends: later sweeps see only newcomers.
     clock.advance(10_000);
-    guard.observe({ pending: 15, live: 40 }, clock.now());
-    expect(guard.state(clock.now()).holdAll).toBe(true);
+    guard.observe({ pending: 0, live: 40 }, clock.now());
+    expect(guard.state(clock.now())).toMatchObject({
+      holdAll: true,
+      holdUntil: new Date('2025-01-01T00:01:30.000Z'),
+    });
+    guard.observe({ pending: 2, live: 40 }, clock.now());
     expect(guard.health(clock.now())).toMatchObject({
       status: 'degraded',
-      mass_offline: { pending: 15, live: 40, until: '2025-01-01T00:01:30.000Z' },
+      mass_offline: { pending: 32, live: 40, until: '2025-01-01T00:01:30.000Z' },
     });
     clock.advance(OFFLINE_S * 1000 - 10_001);
-    guard.observe({ pending: 2, live: 40 }, clock.now());
+    guard.observe({ pending: 0, live: 40 }, clock.now());
     expect(guard.state(clock.now()).holdAll).toBe(true);
   });
 
@@ -82,17 +86,18 @@ describe('PresenceOfflineGuard: mass offline', () => {
     expect(guard.state(clock.now()).holdAll).toBe(true);
   });
 
-  it('ends the hold as soon as every silent project is back', () => {
+  it('does not end early when nothing more is pending: whoever came back is simply not due', () => {
     const { clock, guard } = setup();
     guard.observe({ pending: 30, live: 40 }, clock.now());
-    clock.advance(10_000);
-    guard.observe({ pending: 15, live: 40 }, clock.now());
-    expect(guard.state(clock.now()).holdAll).toBe(true);
     clock.advance(5_000);
+    guard.observe({ pending: 0, live: 40 }, clock.now());
+    expect(guard.state(clock.now()).holdAll).toBe(true);
+    clock.advance(OFFLINE_S * 1000 - 5_000);
+    // Expired: those still silent are due again and, released, flip.
     guard.observe({ pending: 0, live: 40 }, clock.now());
     expect(guard.state(clock.now()).holdAll).toBe(false);
     expect(guard.health(clock.now()).status).toBe('ok');
-    // A new mass event right after is a new hold, with its own full threshold.
+    // A new mass event later is a new hold, with its own full threshold.
     clock.advance(1_000);
     guard.observe({ pending: 25, live: 40 }, clock.now());
     clock.advance(OFFLINE_S * 1000 - 1);

@@ -24,9 +24,9 @@ type MassState =
  *   silence from before the last (re)connect does not count either;
  * - mass offline: when a sweep would take more than half of the live projects (and at least
  *   MASS_OFFLINE_MIN) offline, those flips wait one more offline threshold, then apply to whichever
- *   projects are still silent. A partial recovery does not end the hold early (after a partition
- *   heals, projects come back over one beat interval, not in one sweep); only a full one does. It
- *   re-arms only once the pending count has dropped below the trigger.
+ *   projects are still silent. A recovery does not end the hold early (after a partition heals,
+ *   projects come back over one beat interval, not in one sweep; those back by then simply are not
+ *   due). It re-arms only once the pending count has dropped below the trigger.
  * Every guard ends by itself.
  */
 export class PresenceOfflineGuard implements OfflineGuard {
@@ -57,7 +57,15 @@ export class PresenceOfflineGuard implements OfflineGuard {
     if (this.#nats.enabled && this.#nats.connected && this.#nats.since > heardSince) {
       heardSince = this.#nats.since;
     }
-    return { heardSince, holdAll: this.natsDown || this.massHolding(now) };
+    if (this.natsDown) return { heardSince, holdAll: true };
+    if (this.massHolding(now) && this.#mass.phase === 'holding') {
+      return {
+        heardSince,
+        holdAll: true,
+        holdUntil: new Date(this.#mass.since.getTime() + this.#offlineAfterMs),
+      };
+    }
+    return { heardSince, holdAll: false };
   }
 
   /** Called before each sweep with the projects the rule would take offline and those now live. */
@@ -67,10 +75,12 @@ export class PresenceOfflineGuard implements OfflineGuard {
     if (m.phase === 'idle') {
       if (triggered) this.#mass = { phase: 'holding', since: now, ...counts };
     } else if (m.phase === 'holding') {
-      if (counts.pending === 0) this.#mass = { phase: 'idle' };
-      else if (!this.massHolding(now)) {
+      // Held projects wait, not due, until the hold ends (the sweeper reads only what is due), so the
+      // pending count during a hold shows only newcomers: the hold lasts its whole threshold, and when
+      // it ends, whoever is still silent is due again and flips.
+      if (!this.massHolding(now)) {
         this.#mass = triggered ? { phase: 'released', since: now } : { phase: 'idle' };
-      } else this.#mass = { ...m, ...counts };
+      } else this.#mass = { ...m, pending: m.pending + counts.pending, live: counts.live };
     } else if (!triggered) {
       this.#mass = { phase: 'idle' };
     }

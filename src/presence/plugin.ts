@@ -34,7 +34,7 @@ export const presencePlugin = fp(
     const metrics = new PresenceMetrics(app.metricsRegistry);
     const rejections = new HeartbeatRejections(metrics, app.log, clock);
     const writer = new HeartbeatWriter({
-      db: app.db,
+      catalog: app.catalog,
       clock,
       log: app.log,
       metrics,
@@ -63,6 +63,12 @@ export const presencePlugin = fp(
     app.catalog.setGuard(guard);
 
     const relay = new StatusRelay({ nats: app.nats, feed: app.feed, log: app.log, clock });
+    // Transitions a heartbeat makes (back online, a new project's first status) are claimed as it is
+    // written, not by the next sweep.
+    app.catalog.onHeartbeatTransitions((transitions) => {
+      for (const t of transitions) metrics.transitions.inc({ to: t.to });
+      return relay.publish(transitions);
+    });
     const sweeper = new StatusSweeper({
       catalog: app.catalog,
       guard,
@@ -100,7 +106,15 @@ export const presencePlugin = fp(
 
     worker.start();
     relay.start();
-    app.addHook('onReady', async () => sweeper.start());
+    app.addHook('onReady', async () => {
+      const fixed = await app.catalog.reconcile();
+      if (fixed > 0)
+        app.log.info(
+          { projects: fixed },
+          'set the due times of projects that disagreed with the status rule',
+        );
+      sweeper.start();
+    });
     // SSE responses are hijacked: end them, or the server would wait for them to close.
     app.addHook('preClose', async () => streams.closeAll());
     app.lifecycle.onStop('intake', async () => {

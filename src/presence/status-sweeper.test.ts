@@ -36,6 +36,8 @@ beforeEach(async () => {
   });
   catalog.setGuard(guard);
   published = [];
+  // Transitions heartbeats make are claimed as they are written, the rest by the sweeper.
+  catalog.onHeartbeatTransitions((t) => void published.push(...t));
   sweeper = new StatusSweeper({
     catalog,
     guard,
@@ -59,7 +61,7 @@ describe('StatusSweeper', () => {
   it('claims offline → online → degraded → offline, once each, and stores them', async () => {
     await register('alpha');
     await catalog.updateHeartbeat('alpha');
-    expect(path(await sweeper.sweepOnce())).toEqual(['offline>online']);
+    expect(path(published)).toEqual(['offline>online']);
     expect(await sweeper.sweepOnce()).toEqual([]);
     clock.advance(46_000);
     expect(path(await sweeper.sweepOnce())).toEqual(['online>degraded']);
@@ -79,10 +81,11 @@ describe('StatusSweeper', () => {
   it('goes straight to degraded when the project reports it, and back to online', async () => {
     await register('beta');
     await catalog.updateHeartbeat('beta', { health: 'degraded' });
-    expect(path(await sweeper.sweepOnce())).toEqual(['offline>degraded']);
+    expect(path(published)).toEqual(['offline>degraded']);
+    expect(published[0]?.reason).toBe('project reported health degraded');
     await catalog.updateHeartbeat('beta', { health: 'ok' });
-    const back = await sweeper.sweepOnce();
-    expect(path(back)).toEqual(['degraded>online']);
+    expect(path(published)).toEqual(['offline>degraded', 'degraded>online']);
+    expect(await sweeper.sweepOnce()).toEqual([]);
   });
 
   it('gives a start-up grace of one offline threshold for silence it could not have heard', async () => {
@@ -104,7 +107,7 @@ describe('StatusSweeper', () => {
     for (const s of slugs) await register(s);
     clock.advance(100_000); // past the start-up grace
     for (const s of slugs) await catalog.updateHeartbeat(s);
-    expect(await sweeper.sweepOnce()).toHaveLength(12);
+    expect(published).toHaveLength(12);
     clock.advance(91_000);
     // 12 of 12 would go offline at once: held, they stay degraded (late) in the API too.
     const held = await sweeper.sweepOnce();

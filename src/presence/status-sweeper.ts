@@ -5,8 +5,13 @@ import { RateLimitedLog } from '../rate-limited-log.ts';
 import type { PresenceOfflineGuard } from './offline-guard.ts';
 import type { PresenceMetrics } from './presence-metrics.ts';
 
+/** How often (in sweeps) the per-status count deltas are summed into one row. */
+const COMPACT_COUNTS_EVERY_SWEEPS = 60;
+
 export interface StatusSweeperOptions {
-  catalog: Pick<CatalogService, 'sweepStatuses' | 'countPendingOffline'>;
+  catalog: Pick<CatalogService, 'sweepStatuses' | 'countPendingOffline'> & {
+    compactCounts?: CatalogService['compactCounts'];
+  };
   guard: Pick<PresenceOfflineGuard, 'observe'>;
   clock: Clock;
   log: FastifyBaseLogger;
@@ -31,6 +36,7 @@ export class StatusSweeper {
   #started = false;
   #stopped = false;
   #lastSweepAt: Date | undefined;
+  #sweeps = 0;
 
   constructor(opts: StatusSweeperOptions) {
     this.#o = opts;
@@ -68,6 +74,8 @@ export class StatusSweeper {
     this.#lastSweepAt = this.#o.clock.now();
     for (const t of transitions) this.#o.metrics?.transitions.inc({ to: t.to });
     if (transitions.length > 0) await this.#o.onTransitions?.(transitions);
+    // The count deltas grow with transitions; summing them now and then keeps reading them cheap.
+    if (++this.#sweeps % COMPACT_COUNTS_EVERY_SWEEPS === 0) await this.#o.catalog.compactCounts?.();
     return transitions;
   }
 

@@ -1,0 +1,220 @@
+import { type SQL, sql } from 'drizzle-orm';
+import { arrayParam, type Database, query } from '../db/connection.ts';
+import type { ProjectStatus } from '../protocol/index.ts';
+import type { Transition } from './catalog-service.ts';
+import { dueAfterHeartbeatSql, type Thresholds, transitionReason } from './status-rule.ts';
+
+/** One heartbeat as the writer stores it: the payload's fields and the time the service received it. */
+export interface HeartbeatRow {
+  slug: string;
+  received_at: string;
+  health: 'ok' | 'degraded';
+  version: string | null;
+  interval_s: number | null;
+  name: string | null;
+  /** null: keep the stored address (the seed's updateHeartbeat has none). */
+  hub_url: string | null;
+  mesh_namespace: string | null;
+  tags: string[] | null;
+}
+
+export interface HeartbeatWriteResult {
+  /** Slugs whose heartbeat was not stored: a newer one is, or the project is unknown (or being inserted elsewhere). */
+  notWritten: Set<string>;
+  /** Slugs not registered (only when auto-registration is off). */
+  unknown: Set<string>;
+  /** Slugs registered by this write. */
+  inserted: Set<string>;
+  /** Transitions the heartbeats made (offline/degraded → online, a new project's first status, …), stored once. */
+  transitions: Transition[];
+}
+
+const heartbeatStatusSql = (health: SQL) =>
+  sql`(case when ${health} = 'degraded' then 'degraded' else 'online' end)`;
+
+/**
+ * Stores a batch of heartbeats (at most one per slug) the way the status rule needs it, in at most
+ * two statements:
+ * 1. the common case, a project whose status the heartbeat does not change, is one UPDATE of columns
+ *    no index covers except `due_at`, and new slugs are inserted (with their first transition) when
+ *    auto-registration is on. Only the exceptions come back: parsing a row per project cost the
+ *    receiving thread more than the statement itself.
+ * 2. projects whose status the heartbeat changes are locked, updated and their transitions stored and
+ *    counted in one statement, so a transition is claimed exactly once against the sweeper and other
+ *    replicas.
+ * A heartbeat older than the stored one is not written.
+ */
+export async function writeHeartbeats(
+  db: Database,
+  rows: readonly HeartbeatRow[],
+  opts: { autoRegister: boolean; now: Date; thresholds: Thresholds },
+): Promise<HeartbeatWriteResult> {
+  const result: HeartbeatWriteResult = {
+    notWritten: new Set(),
+    unknown: new Set(),
+    inserted: new Set(),
+    transitions: [],
+  };
+  if (rows.length === 0) return result;
+  const recordset = (json: string) =>
+    sql`(select h.*, ${heartbeatStatusSql(sql`h.health`)} as new_status,
+                ${dueAfterHeartbeatSql(sql`h.received_at`, sql`h.health`, sql`h.interval_s`, opts.thresholds)} as due
+         from json_to_recordset(${json}::json) as h(slug text, received_at timestamptz, health text,
+              version text, interval_s float8, name text, hub_url text, mesh_namespace text, tags jsonb))`;
+  const assignments = sql`last_heartbeat_at = h.received_at, reported_health = h.health, version = h.version,
+      interval_s = h.interval_s, updated_at = h.received_at, due_at = h.due,
+      -- Projects first seen in a heartbeat are owned by it: their address follows the heartbeat.
+      hub_url = case when p.source = 'heartbeat' then coalesce(h.hub_url, p.hub_url) else p.hub_url end,
+      mesh_namespace = case when p.source = 'heartbeat' then coalesce(h.mesh_namespace, p.mesh_namespace) else p.mesh_namespace end`;
+  const newer = sql`(p.last_heartbeat_at is null or p.last_heartbeat_at <= h.received_at)`;
+
+  const insert = opts.autoRegister
+    ? sql`ins as (
+          insert into projects (slug, name, hub_url, mesh_namespace, tags, source, status, status_changed_at,
+                                due_at, last_heartbeat_at, reported_health, version, interval_s, created_at, updated_at)
+          select h.slug, coalesce(h.name, h.slug), h.hub_url, h.mesh_namespace, coalesce(h.tags, '[]'::jsonb),
+                 'heartbeat', h.new_status, h.received_at, h.due, h.received_at, h.health, h.version, h.interval_s,
+                 ${opts.now.toISOString()}::timestamptz, h.received_at
+          from h where not exists (select 1 from projects p where p.slug = h.slug)
+          -- A slug another replica inserts meanwhile is skipped here and written with its next heartbeat.
+          on conflict (slug) do nothing
+          returning id, slug, status, last_heartbeat_at
+        ),
+        ev as (
+          insert into project_status_events (project_id, from_status, to_status, at, reason)
+          select id, 'offline', status, last_heartbeat_at,
+                 case when status = 'degraded' then ${transitionReason('offline', 'degraded', { lastHeartbeatAt: new Date(0), reportedHealth: 'degraded', intervalS: null }, opts.thresholds)}
+                      else ${transitionReason('offline', 'online', { lastHeartbeatAt: new Date(0), reportedHealth: 'ok', intervalS: null }, opts.thresholds)} end
+          from ins
+        )`
+    : sql`ins as (select null::int as id, null::text as slug, null::text as status, null::timestamptz as last_heartbeat_at where false)`;
+
+  const exceptions = await query<{
+    slug: string;
+    id: number | null;
+    status: ProjectStatus | null;
+    at: string | Date | null;
+    known: boolean;
+  }>(
+    db,
+    sql`with h as ${recordset(JSON.stringify(rows))},
+        upd as (
+          update projects p set ${assignments}
+          from h where p.slug = h.slug and ${newer} and p.status = h.new_status
+          returning p.slug
+        ),
+        ${insert}
+        select h.slug, ins.id, ins.status, ins.last_heartbeat_at as at,
+               (ins.id is not null or exists (select 1 from projects p where p.slug = h.slug)) as known
+        from h left join ins on ins.slug = h.slug
+        where ins.slug is not null or not exists (select 1 from upd where upd.slug = h.slug)`,
+  );
+  if (exceptions.length === 0) return result;
+
+  const changing: HeartbeatRow[] = [];
+  const bySlug = new Map(rows.map((r) => [r.slug, r]));
+  for (const e of exceptions) {
+    if (e.id !== null && e.status !== null && e.at !== null) {
+      result.inserted.add(e.slug);
+      const row = bySlug.get(e.slug);
+      result.transitions.push({
+        projectId: e.id,
+        slug: e.slug,
+        from: 'offline',
+        to: e.status,
+        at: new Date(e.at),
+        reason: transitionReason(
+          'offline',
+          e.status,
+          {
+            lastHeartbeatAt: new Date(e.at),
+            reportedHealth: row?.health ?? 'ok',
+            intervalS: row?.interval_s ?? null,
+          },
+          opts.thresholds,
+        ),
+      });
+    } else if (!e.known) {
+      result.notWritten.add(e.slug);
+      if (!opts.autoRegister) result.unknown.add(e.slug);
+    } else {
+      const row = bySlug.get(e.slug);
+      if (row) changing.push(row);
+    }
+  }
+  if (changing.length === 0) return result;
+
+  const written = new Set<string>();
+  await db.transaction(async (tx) => {
+    const changed = await query<{
+      id: number;
+      slug: string;
+      from_status: ProjectStatus;
+      to_status: ProjectStatus;
+      at: string | Date;
+      reported_health: string | null;
+      interval_s: number | null;
+    }>(
+      tx,
+      sql`with h as ${recordset(JSON.stringify(changing))},
+          cur as (
+            select p.id, p.status, h.slug from projects p join h on p.slug = h.slug where ${newer} for update of p
+          )
+          update projects p set ${assignments}, status = h.new_status,
+            status_changed_at = case when cur.status <> h.new_status then h.received_at else p.status_changed_at end
+          from h, cur where p.id = cur.id and h.slug = cur.slug
+          returning p.id, p.slug, cur.status as from_status, h.new_status as to_status, h.received_at as at,
+                    p.reported_health, p.interval_s`,
+    );
+    const transitions: Transition[] = [];
+    for (const r of changed) {
+      written.add(r.slug);
+      if (r.from_status === r.to_status) continue;
+      const at = new Date(r.at);
+      transitions.push({
+        projectId: r.id,
+        slug: r.slug,
+        from: r.from_status,
+        to: r.to_status,
+        at,
+        reason: transitionReason(
+          r.from_status,
+          r.to_status,
+          { lastHeartbeatAt: at, reportedHealth: r.reported_health, intervalS: r.interval_s },
+          opts.thresholds,
+        ),
+      });
+    }
+    await storeTransitions(tx, transitions);
+    result.transitions.push(...transitions);
+  });
+  for (const r of changing) if (!written.has(r.slug)) result.notWritten.add(r.slug);
+  return result;
+}
+
+/**
+ * Stores claimed transitions as events and as one count delta, in the caller's transaction (the one
+ * that claimed them), so each is stored exactly once.
+ */
+export async function storeTransitions(tx: Database, transitions: readonly Transition[]): Promise<void> {
+  if (transitions.length === 0) return;
+  await query(
+    tx,
+    sql`insert into project_status_events (project_id, from_status, to_status, at, reason)
+        select * from unnest(${arrayParam(transitions.map((t) => t.projectId))}::int[],
+                             ${arrayParam(transitions.map((t) => t.from))}::text[],
+                             ${arrayParam(transitions.map((t) => t.to))}::text[],
+                             ${arrayParam(transitions.map((t) => t.at.toISOString()))}::timestamptz[],
+                             ${arrayParam(transitions.map((t) => t.reason))}::text[])`,
+  );
+  const delta: Record<ProjectStatus, number> = { online: 0, degraded: 0, offline: 0 };
+  for (const t of transitions) {
+    delta[t.from] -= 1;
+    delta[t.to] += 1;
+  }
+  await query(
+    tx,
+    sql`insert into project_status_counts (online, degraded, offline)
+        values (${delta.online}, ${delta.degraded}, ${delta.offline})`,
+  );
+}

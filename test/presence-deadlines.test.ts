@@ -1,0 +1,271 @@
+/**
+ * The sweeper and the status reads at small scale, on real PostgreSQL: they act on deadlines (what is
+ * due), never on the whole catalog, and still agree with the status rule at every instant.
+ */
+import { type SQL, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { CatalogService, type Transition } from '../src/catalog/catalog-service.ts';
+import type { HeartbeatRow } from '../src/catalog/heartbeat-write.ts';
+import { computeStatus, type Thresholds } from '../src/catalog/status-rule.ts';
+import { ManualClock } from '../src/clock.ts';
+import { type Database, type DatabaseHandle, openDatabase, query } from '../src/db/connection.ts';
+import type { ProjectStatus } from '../src/protocol/index.ts';
+import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts';
+
+const thresholds: Thresholds = { degradedAfterS: 45, offlineAfterS: 90 };
+const noGrace = { state: () => ({ heardSince: new Date(0), holdAll: false }) };
+
+let database: TestDatabase;
+let handle: DatabaseHandle;
+let clock: ManualClock;
+
+beforeAll(async () => {
+  database = await createPostgresDatabase();
+  handle = await openDatabase({ databaseUrl: database.url, dataDir: '' });
+  await handle.migrate();
+});
+afterAll(async () => {
+  await handle?.close();
+  await database?.drop();
+});
+beforeEach(async () => {
+  await query(handle.db, sql`delete from projects`);
+  clock = new ManualClock(Date.parse('2026-01-01T00:00:00Z'));
+});
+
+const catalogFor = (c = clock) => new CatalogService({ db: handle.db, clock: c, thresholds, guard: noGrace });
+
+function beat(slug: string, at: Date, extra: Partial<HeartbeatRow> = {}): HeartbeatRow {
+  return {
+    slug,
+    received_at: at.toISOString(),
+    health: 'ok',
+    version: null,
+    interval_s: null,
+    name: null,
+    hub_url: `http://${slug}`,
+    mesh_namespace: `hub.${slug}`,
+    tags: null,
+    ...extra,
+  };
+}
+
+/** The rule over every row, computed here the slow way: what the indexed reads must agree with. */
+async function ruleByBruteForce(now: Date): Promise<Map<string, ProjectStatus>> {
+  const rows = await query<{
+    slug: string;
+    last_heartbeat_at: Date | null;
+    reported_health: string | null;
+    interval_s: number | null;
+  }>(handle.db, sql`select slug, last_heartbeat_at, reported_health, interval_s from projects`);
+  return new Map(
+    rows.map((r) => [
+      r.slug,
+      computeStatus(
+        {
+          lastHeartbeatAt: r.last_heartbeat_at && new Date(r.last_heartbeat_at),
+          reportedHealth: r.reported_health,
+          intervalS: r.interval_s,
+        },
+        now,
+        thresholds,
+      ),
+    ]),
+  );
+}
+
+const path = (ts: Transition[]) => ts.map((t) => `${t.slug}:${t.from}>${t.to}`).sort();
+
+describe('deadlines', () => {
+  it('flips each project at its own thresholds, with mixed interval_s', async () => {
+    const catalog = catalogFor();
+    const t0 = clock.now();
+    await catalog.writeHeartbeats(
+      [
+        beat('fast', t0, { interval_s: 10 }), // 15 s and 30 s
+        beat('default', t0), // 45 s and 90 s
+        beat('slow', t0, { interval_s: 60 }), // 90 s and 180 s
+        beat('sick', t0, { health: 'degraded', interval_s: 10 }), // degraded now, offline at 30 s
+      ],
+      true,
+    );
+    const at = async (s: number) => {
+      clock.set(t0.getTime() + s * 1000);
+      return path(await catalog.sweepStatuses());
+    };
+    expect(await at(15)).toEqual([]); // at the threshold, not past it
+    expect(await at(15.001)).toEqual(['fast:online>degraded']);
+    expect(await at(30.001)).toEqual(['fast:degraded>offline', 'sick:degraded>offline']);
+    expect(await at(45.5)).toEqual(['default:online>degraded']);
+    expect(await at(90.5)).toEqual(['default:degraded>offline', 'slow:online>degraded']);
+    expect(await at(179)).toEqual([]);
+    expect(await at(181)).toEqual(['slow:degraded>offline']);
+    // Nothing is due any more: every project is offline with no deadline.
+    const due = await query<{ n: number }>(
+      handle.db,
+      sql`select count(*)::int as n from projects where due_at is not null`,
+    );
+    expect(due[0]?.n).toBe(0);
+    expect(await at(10_000)).toEqual([]);
+  });
+
+  it('agrees with the rule between sweeps: pages, status pages and counts', async () => {
+    const catalog = catalogFor();
+    const t0 = clock.now();
+    const rows: HeartbeatRow[] = [];
+    for (let i = 0; i < 300; i++) {
+      const at = new Date(t0.getTime() + (i % 100) * 1000);
+      rows.push(beat(`mix-${String(i).padStart(3, '0')}`, at, i % 7 === 0 ? { health: 'degraded' } : {}));
+    }
+    await catalog.writeHeartbeats(rows, true);
+    await catalog.registerProject({
+      slug: 'never',
+      name: 'never',
+      hubUrl: 'http://never',
+      meshNamespace: 'hub.never',
+    });
+    for (const s of [100, 140, 150, 180, 200, 260]) {
+      clock.set(t0.getTime() + s * 1000);
+      // Sweep only every other instant: the reads in between must apply the rule to what is due.
+      if (s % 20 === 0) await catalog.sweepStatuses();
+      const expected = await ruleByBruteForce(clock.now());
+      const listed = (await catalog.getProjects()).projects;
+      expect(new Map(listed.map((p) => [p.slug, p.status]))).toEqual(expected);
+      for (const status of ['online', 'degraded', 'offline'] as const) {
+        const want = [...expected].filter(([, v]) => v === status).map(([k]) => k);
+        const paged: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await catalog.getProjects({ status, limit: 37, ...(cursor ? { cursor } : {}) });
+          paged.push(...page.projects.map((p) => p.slug));
+          expect(page.projects.every((p) => p.status === status)).toBe(true);
+          cursor = page.nextCursor;
+        } while (cursor);
+        expect(paged).toEqual(want.sort());
+      }
+      const counts = await catalog.countByStatus();
+      const want = { online: 0, degraded: 0, offline: 0 };
+      for (const v of expected.values()) want[v] += 1;
+      expect(counts).toEqual(want);
+    }
+  });
+
+  it('a heartbeat written at the moment of a sweep wins: never offline after it, each change once', async () => {
+    const catalog = catalogFor();
+    const other = catalogFor();
+    const slugs = Array.from({ length: 200 }, (_, i) => `race-${i}`);
+    const claimed: Transition[] = [];
+    other.onHeartbeatTransitions((t) => void claimed.push(...t));
+    catalog.onHeartbeatTransitions((t) => void claimed.push(...t));
+    await catalog.writeHeartbeats(
+      slugs.map((s) => beat(s, clock.now())),
+      true,
+    );
+    clock.advance(90_001); // every project is past its offline deadline
+    const [swept] = await Promise.all([
+      catalog.sweepStatuses(),
+      other.writeHeartbeats(
+        slugs.map((s) => beat(s, clock.now())),
+        true,
+      ),
+    ]);
+    claimed.push(...swept);
+    const final = await catalog.getProjects();
+    expect(final.projects.every((p) => p.status === 'online')).toBe(true);
+    // Whatever interleaving happened, the stored events are exactly the changes, in order, once each.
+    const events = await query<{ slug: string; from_status: string; to_status: string }>(
+      handle.db,
+      sql`select p.slug, e.from_status, e.to_status from project_status_events e join projects p on p.id = e.project_id
+          order by e.id`,
+    );
+    const bySlug = new Map<string, string[]>();
+    for (const e of events)
+      bySlug.set(e.slug, [...(bySlug.get(e.slug) ?? []), `${e.from_status}>${e.to_status}`]);
+    for (const s of slugs) {
+      const seq = bySlug.get(s) ?? [];
+      expect(seq[0]).toBe('offline>online');
+      for (let i = 1; i < seq.length; i++) expect(seq[i]?.split('>')[0]).toBe(seq[i - 1]?.split('>')[1]);
+      expect(seq.at(-1)?.endsWith('>online')).toBe(true);
+    }
+    expect(claimed.length).toBe(events.length);
+    expect(await catalog.countByStatus()).toEqual({ online: 200, degraded: 0, offline: 0 });
+  });
+
+  it('two replicas sweeping together claim each transition exactly once', async () => {
+    const a = catalogFor();
+    const b = catalogFor();
+    const slugs = Array.from({ length: 3000 }, (_, i) => `pair-${i}`);
+    await a.writeHeartbeats(
+      slugs.map((s) => beat(s, clock.now())),
+      true,
+    );
+    clock.advance(46_000);
+    const [ta, tb] = await Promise.all([a.sweepStatuses(), b.sweepStatuses()]);
+    const all = [...ta, ...tb];
+    expect(all).toHaveLength(3000);
+    expect(new Set(all.map((t) => t.slug)).size).toBe(3000);
+    const [events] = await query<{ n: number }>(
+      handle.db,
+      sql`select count(*)::int as n from project_status_events where to_status = 'degraded'`,
+    );
+    expect(events?.n).toBe(3000);
+    expect(await a.countByStatus()).toEqual({ online: 0, degraded: 3000, offline: 0 });
+  });
+
+  it('a project deleted while due is simply gone: no transition, counts stay right', async () => {
+    const catalog = catalogFor();
+    await catalog.writeHeartbeats([beat('doomed', clock.now()), beat('kept', clock.now())], true);
+    clock.advance(46_000);
+    await catalog.deleteProject('doomed');
+    expect(path(await catalog.sweepStatuses())).toEqual(['kept:online>degraded']);
+    expect(await catalog.countByStatus()).toEqual({ online: 0, degraded: 1, offline: 0 });
+  });
+
+  it('reads only what is due: every statement of a sweep, a status page and the counts uses an index', async () => {
+    await query(
+      handle.db,
+      sql`insert into projects (slug, name, hub_url, mesh_namespace, status, last_heartbeat_at, due_at)
+          select 'bulk-' || i, 'bulk', 'http://bulk', 'hub.bulk', 'online', ${clock.now().toISOString()}::timestamptz,
+                 ${clock.now().toISOString()}::timestamptz + interval '45 s'
+          from generate_series(1, 20000) i`,
+    );
+    await query(handle.db, sql`analyze projects`);
+    const { db, statements } = recording(handle.db);
+    const catalog = new CatalogService({ db, clock, thresholds, guard: noGrace });
+    await catalog.writeHeartbeats([beat('due-soon', new Date(clock.now().getTime() - 50_000))], true);
+    statements.length = 0;
+    expect(path(await catalog.sweepStatuses())).toEqual(['due-soon:online>degraded']);
+    await catalog.getProjects({ status: 'offline', limit: 100 });
+    await catalog.getProjects({ status: 'online', limit: 100 });
+    expect(await catalog.countByStatus()).toEqual({ online: 20000, degraded: 1, offline: 0 });
+    await catalog.countPendingOffline();
+    expect(statements.length).toBeGreaterThanOrEqual(6);
+    for (const statement of statements) {
+      const rows = await query<Record<string, string>>(handle.db, sql`explain ${statement}`);
+      const plan = rows.map((r) => Object.values(r)[0]).join('\n');
+      expect(plan).not.toMatch(/Seq Scan on projects/);
+    }
+  });
+});
+
+/** The database, recording every statement run through it (and through its transactions). */
+function recording(db: Database): { db: Database; statements: SQL[] } {
+  const statements: SQL[] = [];
+  const wrap = (target: Database): Database =>
+    new Proxy(target, {
+      get(t, prop, receiver) {
+        if (prop === 'execute') {
+          return (q: SQL) => {
+            statements.push(q);
+            return t.execute(q);
+          };
+        }
+        if (prop === 'transaction') {
+          return (fn: (tx: Database) => Promise<unknown>) =>
+            t.transaction((tx) => fn(wrap(tx as unknown as Database)));
+        }
+        return Reflect.get(t, prop, receiver);
+      },
+    });
+  return { db: wrap(db), statements };
+}
