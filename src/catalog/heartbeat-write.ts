@@ -33,14 +33,14 @@ const heartbeatStatusSql = (health: SQL) =>
   sql`(case when ${health} = 'degraded' then 'degraded' else 'online' end)`;
 
 /**
- * Stores a batch of heartbeats (at most one per slug) the way the status rule needs it, in at most
- * two statements:
+ * Stores a batch of heartbeats (at most one per slug) the way the status rule needs it, in one statement in the common case:
  * 1. the common case, a project whose status the heartbeat does not change, is one UPDATE of columns
- *    no index covers except `due_at`, and new slugs are inserted (with their first transition) when
- *    auto-registration is on. Only the exceptions come back: parsing a row per project cost the
- *    receiving thread more than the statement itself.
- * 2. projects whose status the heartbeat changes are locked, updated and their transitions stored and
- *    counted in one statement, so a transition is claimed exactly once against the sweeper and other
+ *    no index covers except `due_at`. Only the rows it did not update come back: parsing a row per
+ *    project cost the receiving thread more than the statement itself.
+ * 2. for those, new slugs are inserted with their first transition (when auto-registration is on),
+ *    and the rest are told apart: unknown, or known with a status the heartbeat changes;
+ * 3. projects whose status the heartbeat changes are locked, updated and their transitions stored and
+ *    counted in one transaction, so a transition is claimed exactly once against the sweeper and other
  *    replicas.
  * A heartbeat older than the stored one is not written.
  */
@@ -89,6 +89,19 @@ export async function writeHeartbeats(
         )`
     : sql`ins as (select null::int as id, null::text as slug, null::text as status, null::timestamptz as last_heartbeat_at where false)`;
 
+  // The common case, alone: no probe of the slug index for new projects unless a row was not updated.
+  const missed = await query<{ slug: string }>(
+    db,
+    sql`with h as ${recordset(JSON.stringify(rows))},
+        upd as (
+          update projects p set ${assignments}
+          from h where p.slug = h.slug and ${newer} and p.status = h.new_status
+          returning p.slug
+        )
+        select h.slug from h where not exists (select 1 from upd where upd.slug = h.slug)`,
+  );
+  if (missed.length === 0) return result;
+  const missedSlugs = new Set(missed.map((m) => m.slug));
   const exceptions = await query<{
     slug: string;
     id: number | null;
@@ -97,19 +110,12 @@ export async function writeHeartbeats(
     known: boolean;
   }>(
     db,
-    sql`with h as ${recordset(JSON.stringify(rows))},
-        upd as (
-          update projects p set ${assignments}
-          from h where p.slug = h.slug and ${newer} and p.status = h.new_status
-          returning p.slug
-        ),
+    sql`with h as ${recordset(JSON.stringify(rows.filter((r) => missedSlugs.has(r.slug))))},
         ${insert}
         select h.slug, ins.id, ins.status, ins.last_heartbeat_at as at,
                (ins.id is not null or exists (select 1 from projects p where p.slug = h.slug)) as known
-        from h left join ins on ins.slug = h.slug
-        where ins.slug is not null or not exists (select 1 from upd where upd.slug = h.slug)`,
+        from h left join ins on ins.slug = h.slug`,
   );
-  if (exceptions.length === 0) return result;
 
   const changing: HeartbeatRow[] = [];
   const bySlug = new Map(rows.map((r) => [r.slug, r]));
