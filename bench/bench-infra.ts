@@ -1,5 +1,6 @@
 /** What the benchmark runs on: its own nats-server and a throwaway PostgreSQL database. */
 import { Worker } from 'node:worker_threads';
+import type { App } from '../src/app.ts';
 import { startNatsServer as startTestNatsServer } from '../test/helpers/nats-server.ts';
 import { createPostgresDatabase } from '../test/helpers/postgres.ts';
 import type { PublishJob, PublishResult } from './publisher-thread.ts';
@@ -66,4 +67,21 @@ export async function until(
     if (Date.now() > deadline) throw new Error(`bench: timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(intervalMs);
   }
+}
+
+/** The sum of a Prometheus series of the app over the children matching `labels`. */
+export async function counterValue(
+  app: App,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const metric = app.metricsRegistry.getSingleMetric(name);
+  if (!metric) throw new Error(`bench: the app has no metric ${name}; has presence changed?`);
+  const { values } = await metric.get();
+  let sum = 0;
+  for (const v of values) {
+    const l = v.labels as Record<string, string | number>;
+    if (Object.entries(labels).every(([k, want]) => String(l[k]) === want)) sum += v.value;
+  }
+  return sum;
 }

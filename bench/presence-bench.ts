@@ -9,6 +9,7 @@ import { type App, buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { type Heartbeat, presenceSubject, type StatusEvent } from '../src/protocol/index.ts';
 import {
+  counterValue,
   createDatabase,
   type DatabaseHandle,
   DEFAULT_POSTGRES_ADMIN_URL,
@@ -106,18 +107,6 @@ function heartbeatFor(slug: string, version: string): Heartbeat {
     timestamp: new Date().toISOString(),
     version,
   };
-}
-
-async function counterValue(app: App, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const metric = app.metricsRegistry.getSingleMetric(name);
-  if (!metric) throw new Error(`bench: the app has no metric ${name}; has presence changed?`);
-  const { values } = await metric.get();
-  let sum = 0;
-  for (const v of values) {
-    const l = v.labels as Record<string, string | number>;
-    if (Object.entries(labels).every(([k, want]) => String(l[k]) === want)) sum += v.value;
-  }
-  return sum;
 }
 
 async function histogram(app: App, name: string): Promise<{ sum: number; count: number }> {

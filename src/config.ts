@@ -1,6 +1,9 @@
 import { isIP } from 'node:net';
 import { ConfigError } from './errors.ts';
 
+/** FED_HEARTBEAT_BUFFER_MAX_BYTES: a million pending heartbeats of about 250 bytes each. */
+export const DEFAULT_BUFFER_MAX_BYTES = 256 * 1024 * 1024;
+
 /** Everything the server reads from its environment, validated once and frozen. */
 export interface Config {
   port: number;
@@ -162,12 +165,14 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     offlineAfterS,
     sweepIntervalS,
     flushIntervalMs: num(env, 'FED_FLUSH_INTERVAL_MS', 50, { min: 1, max: 10000, integer: true }),
-    heartbeatBufferMax: num(env, 'FED_HEARTBEAT_BUFFER_MAX', 100000, {
+    // Bounded in bytes by default, sized for a whole fleet of a million projects: the bound protects
+    // memory while the database is down, it must not shed a fleet starting at once while it is up.
+    heartbeatBufferMax: num(env, 'FED_HEARTBEAT_BUFFER_MAX', 10_000_000, {
       min: 1,
       max: 10_000_000,
       integer: true,
     }),
-    heartbeatBufferMaxBytes: num(env, 'FED_HEARTBEAT_BUFFER_MAX_BYTES', 64 * 1024 * 1024, {
+    heartbeatBufferMaxBytes: num(env, 'FED_HEARTBEAT_BUFFER_MAX_BYTES', DEFAULT_BUFFER_MAX_BYTES, {
       min: 64 * 1024,
       max: 8 * 1024 ** 3,
       integer: true,

@@ -508,6 +508,15 @@ export class CatalogService {
     return row ?? { pending: 0, live: 0 };
   }
 
+  /** The earliest deadline of any project (the first entry of the due index), or null when none is due. */
+  async nextDueAt(): Promise<Date | null> {
+    const [row] = await query<{ at: Date | string | null }>(
+      this.#db,
+      sql`select min(due_at) as at from projects where due_at is not null`,
+    );
+    return row?.at ? date(row.at) : null;
+  }
+
   /** The seed's mark_stale_projects: applies the rule now and returns how many went offline. */
   async markStaleProjects(): Promise<number> {
     const transitions = await this.sweepStatuses();

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { CatalogService } from '../catalog/catalog-service.ts';
 import type { HeartbeatRow } from '../catalog/heartbeat-write.ts';
 import type { Clock } from '../clock.ts';
+import { DEFAULT_BUFFER_MAX_BYTES } from '../config.ts';
 import type { IntegrationsSink } from '../core.ts';
 import type { CheckResult } from '../health.ts';
 import type { Heartbeat } from '../protocol/index.ts';
@@ -14,8 +15,6 @@ export const INTEGRATIONS_REFRESH_MS = 60_000;
 export const MAX_RETRY_DELAY_MS = 5_000;
 /** How long close() keeps trying to write what is pending before giving up. */
 export const CLOSE_FLUSH_DEADLINE_MS = 10_000;
-/** The default byte budget of the buffer (FED_HEARTBEAT_BUFFER_MAX_BYTES). */
-export const DEFAULT_BUFFER_MAX_BYTES = 64 * 1024 * 1024;
 
 export interface PendingHeartbeat {
   heartbeat: Heartbeat;

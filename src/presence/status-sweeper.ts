@@ -5,12 +5,16 @@ import { RateLimitedLog } from '../rate-limited-log.ts';
 import type { PresenceOfflineGuard } from './offline-guard.ts';
 import type { PresenceMetrics } from './presence-metrics.ts';
 
+/** The rule flips strictly after a threshold: wake this much after a deadline, not at it. */
+const DEADLINE_SLACK_MS = 2;
+const MIN_DELAY_MS = 5;
 /** How often (in sweeps) the per-status count deltas are summed into one row. */
 const COMPACT_COUNTS_EVERY_SWEEPS = 60;
 
 export interface StatusSweeperOptions {
   catalog: Pick<CatalogService, 'sweepStatuses' | 'countPendingOffline'> & {
     compactCounts?: CatalogService['compactCounts'];
+    nextDueAt?: CatalogService['nextDueAt'];
   };
   guard: Pick<PresenceOfflineGuard, 'observe'>;
   clock: Clock;
@@ -37,9 +41,11 @@ export class StatusSweeper {
   #stopped = false;
   #lastSweepAt: Date | undefined;
   #sweeps = 0;
+  #nextDelayMs: number;
 
   constructor(opts: StatusSweeperOptions) {
     this.#o = opts;
+    this.#nextDelayMs = opts.intervalMs;
     this.#errors = new RateLimitedLog(opts.log, opts.clock);
   }
 
@@ -76,6 +82,11 @@ export class StatusSweeper {
     if (transitions.length > 0) await this.#o.onTransitions?.(transitions);
     // The count deltas grow with transitions; summing them now and then keeps reading them cheap.
     if (++this.#sweeps % COMPACT_COUNTS_EVERY_SWEEPS === 0) await this.#o.catalog.compactCounts?.();
+    // Wake at the next deadline when it comes before the next interval: a project is then claimed
+    // within a flush and a statement of its threshold, not up to a whole interval later.
+    const next = await this.#o.catalog.nextDueAt?.();
+    const untilNext = next ? next.getTime() - this.#o.clock.now().getTime() + DEADLINE_SLACK_MS : Infinity;
+    this.#nextDelayMs = Math.max(MIN_DELAY_MS, Math.min(this.#o.intervalMs, untilNext));
     return transitions;
   }
 
@@ -93,7 +104,7 @@ export class StatusSweeper {
           this.#running = undefined;
           this.#schedule();
         });
-    }, this.#o.intervalMs);
+    }, this.#nextDelayMs);
     this.#timer.unref();
   }
 }

@@ -1,0 +1,659 @@
+/**
+ * `npm run bench -- --scale [N]` (N = 1,000,000; `--quick`: 100,000): one service carrying N projects.
+ * See bench/README.md ("Scale") for what each figure means and how it is measured.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pg from 'pg';
+import { buildApp } from '../src/app.ts';
+import { encodeCursor } from '../src/catalog/catalog-service.ts';
+import { loadConfig } from '../src/config.ts';
+import {
+  counterValue,
+  createDatabase,
+  DEFAULT_POSTGRES_ADMIN_URL,
+  percentile,
+  runPublisher,
+  sleep,
+  startNatsServer,
+  until,
+} from './bench-infra.ts';
+import { measureFlushCeiling } from './flush-ceiling.ts';
+import { slugOf } from './publisher-thread.ts';
+import type { ScalePublishJob, ScalePublishResult } from './scale-publisher.ts';
+
+const USAGE = `npm run bench -- --scale [N] [options]
+
+One service process (federation serve on PostgreSQL and a nats-server of the bench's own) carrying N
+projects: registers them from a burst of first heartbeats, runs the seed's load (every project every
+30 s, publishers in processes of their own) while some projects fall silent, reads the API under it,
+then measures idle cost, the writer against a plain UPDATE and ingestion against NATS receive alone.
+Progress on stderr; the last line on stdout is one JSON object.
+
+  N                    projects (default 1000000)
+  --quick              100000 projects
+  --load-s S           seconds of steady load (default 60, at least 60)
+  --silent K           projects that fall silent during the load (default 1000)
+  --publishers P       publisher processes (default 2)
+  --postgres-url URL   PostgreSQL server to create the database on (default TEST_POSTGRES_URL or local)`;
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const PREFIX = 'scale';
+const PROBES = 4;
+/** Victims beat every 10 s (announcing it), so they are due offline 30 s after their last beat. */
+const VICTIM_INTERVAL_S = 10;
+const CLK_TCK = 100;
+
+interface Options {
+  projects: number;
+  loadS: number;
+  silent: number;
+  publishers: number;
+  postgresAdminUrl: string;
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const round1 = (n: number) => Math.round(n * 10) / 10;
+const loadavgNow = () => loadavg().map((x) => round1(x));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** CPU ticks (user + system) and RSS of a process, from /proc. */
+function procStat(pid: number): { ticks: number; rssMb: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    const rssPages = Number(fields[21]);
+    return { ticks, rssMb: (rssPages * 4096) / 1024 / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU of a set of processes over time, as % of one core: the service, and PostgreSQL's processes that
+ * work for the bench's database (its backends and autovacuum workers) plus the shared background
+ * writers (WAL writer, checkpointer, background writer). Other databases' backends are left out, so
+ * other work on the machine does not count against the service.
+ */
+class CpuMeter {
+  readonly #last = new Map<number, number>();
+  #ticks = 0;
+  #since = Date.now();
+  constructor(readonly pids: () => Promise<number[]>) {}
+  async sample(): Promise<void> {
+    for (const pid of await this.pids()) {
+      const s = procStat(pid);
+      if (!s) continue;
+      const prev = this.#last.get(pid);
+      if (prev !== undefined) this.#ticks += s.ticks - prev;
+      this.#last.set(pid, s.ticks);
+    }
+  }
+  async reset(): Promise<void> {
+    await this.sample();
+    this.#ticks = 0;
+    this.#since = Date.now();
+  }
+  /** % of one core since the last reset. */
+  async pct(): Promise<number> {
+    await this.sample();
+    const s = (Date.now() - this.#since) / 1000;
+    return round1((this.#ticks / CLK_TCK / Math.max(s, 0.001)) * 100);
+  }
+}
+
+function runScalePublisher(job: ScalePublishJob): { done: Promise<ScalePublishResult>; child: ChildProcess } {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(new URL('./scale-publisher.ts', import.meta.url)), JSON.stringify(job)],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const done = new Promise<ScalePublishResult>((resolve, reject) => {
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim()) as ScalePublishResult)
+        : reject(new Error(`publisher exited ${code}`)),
+    );
+  });
+  return { done, child };
+}
+
+function slices(from: number, to: number, parts: number): Array<[number, number]> {
+  const size = Math.ceil((to - from) / parts);
+  const out: Array<[number, number]> = [];
+  for (let a = from; a < to; a += size) out.push([a, Math.min(to, a + size)]);
+  return out;
+}
+
+/** Sums a Prometheus series from the text of /metrics, over children matching `labels`. */
+function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== ' ' && rest[0] !== '{') continue;
+    if (!Object.entries(labels).every(([k, v]) => rest.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+async function timed(url: string, init?: RequestInit): Promise<{ ms: number; status: number; body: string }> {
+  const t0 = performance.now();
+  const res = await fetch(url, init);
+  const body = await res.text();
+  return { ms: performance.now() - t0, status: res.status, body };
+}
+
+export async function runScaleBench(o: Options): Promise<Record<string, unknown>> {
+  const loadavgStart = loadavgNow();
+  log(
+    `scale bench: ${o.projects} projects, ${o.loadS} s of load, ${o.silent} falling silent; load average ${loadavgStart.join(' ')}`,
+  );
+  const nats = await startNatsServer();
+  const database = await createDatabase(o.postgresAdminUrl);
+  const dbName = new URL(database.url).pathname.slice(1);
+  const pgc = new pg.Client({ connectionString: database.url });
+  let service: ChildProcess | undefined;
+  let nc: NatsConnection | undefined;
+  const publishers: ChildProcess[] = [];
+  try {
+    await pgc.connect();
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    service = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        DATABASE_URL: database.url,
+        NATS_URL: nats.url,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        FED_PROJECTS_FILE: 'none',
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    const servicePid = service.pid as number;
+    await until(
+      async () => (await fetch(`${base}/api/fed/health`).catch(() => undefined))?.ok === true,
+      'the service to answer',
+      60_000,
+      100,
+    );
+    const serviceStart = Date.now();
+    log(`  service up (pid ${servicePid}) on PostgreSQL ${dbName} and ${nats.url}`);
+
+    const pgPids = async () =>
+      (
+        await pgc.query<{ pid: number }>(
+          `select pid from pg_stat_activity
+           where (datname = $1 and pid <> pg_backend_pid())
+              or backend_type in ('walwriter', 'checkpointer', 'background writer', 'autovacuum launcher')`,
+          [dbName],
+        )
+      ).rows.map((r) => r.pid);
+    const serviceCpu = new CpuMeter(async () => [servicePid]);
+    const pgCpu = new CpuMeter(pgPids);
+    let rssMax = 0;
+    let rssNow = 0;
+    let rssFast = false;
+    const rssSampler = (async () => {
+      while (service?.exitCode === null) {
+        rssNow = procStat(servicePid)?.rssMb ?? rssNow;
+        rssMax = Math.max(rssMax, rssNow);
+        await sleep(rssFast ? 50 : 500);
+      }
+    })();
+
+    nc = await connect({ servers: nats.url, name: 'scale-bench' });
+    const offlineAt = new Map<string, number>();
+    const sub = nc.subscribe('fed.status.>');
+    void (async () => {
+      for await (const m of sub) {
+        const e = m.json<{ slug: string; to: string }>();
+        if (e.to === 'offline' && !offlineAt.has(e.slug)) offlineAt.set(e.slug, Date.now());
+      }
+    })();
+    const scrape = async () => (await fetch(`${base}/metrics`)).text();
+
+    // 1. A whole fleet's first heartbeats at once.
+    const probes = Array.from({ length: PROBES }, (_, i) => `scale-probe-${i}`);
+    for (const p of probes) {
+      nc.publish(
+        `hub.presence.${p}`,
+        JSON.stringify({
+          project_slug: p,
+          hub_url: `http://${p}`,
+          mesh_namespace: `hub.${p}`,
+          timestamp: new Date().toISOString(),
+          version: 'p0',
+        }),
+      );
+    }
+    const total = o.projects + PROBES;
+    const burst = slices(0, o.projects, o.publishers).map(([from, to]) =>
+      runScalePublisher({ natsUrl: nats.url, prefix: PREFIX, from, to, mode: 'burst', version: 'b0' }),
+    );
+    publishers.push(...burst.map((b) => b.child));
+    const countRegistered = async () =>
+      Number(
+        (
+          await pgc.query<{ n: string }>(
+            'select coalesce(sum(online + degraded + offline), 0) as n from project_status_counts',
+          )
+        ).rows[0]?.n ?? 0,
+      );
+    let lastLog = Date.now();
+    const registeredAt = await until(
+      async () => {
+        const n = await countRegistered();
+        if (Date.now() - lastLog > 5000) {
+          lastLog = Date.now();
+          log(`    registered ${n} of ${total}`);
+        }
+        return n >= total;
+      },
+      'every project to be registered',
+      900_000,
+      200,
+    );
+    const burstResults = await Promise.all(burst.map((b) => b.done));
+    const firstPublish = Math.min(...burstResults.map((r) => r.startedAt));
+    const lastPublish = Math.max(...burstResults.map((r) => r.finishedAt));
+    const registerS = round1((registeredAt - firstPublish) / 1000);
+    const registerMetrics = await scrape();
+    const registerDropped = metricValue(registerMetrics, 'federation_heartbeats_rejected_total');
+    const registerBufferFull = metricValue(registerMetrics, 'federation_heartbeats_rejected_total', {
+      reason: 'buffer_full',
+    });
+    log(
+      `  registration: ${o.projects} first heartbeats published in ${round1((lastPublish - firstPublish) / 1000)} s, all registered ${registerS} s after the first (${round1((registeredAt - lastPublish) / 1000)} s after the last); dropped ${registerDropped} (buffer_full ${registerBufferFull}); load average ${loadavgNow().join(' ')}`,
+    );
+
+    // 2. The seed's load: every project every 30 s, while `silent` projects stop.
+    const victims = new Set(Array.from({ length: o.silent }, (_, i) => slugOf(PREFIX, i)));
+    const loadStart = Date.now();
+    // Their offline deadline must fall after the service's start-up grace (one offline threshold).
+    const silenceAt = Math.max(loadStart + 15_000, serviceStart + 75_000);
+    const loadEnd = Math.max(loadStart + o.loadS * 1000, silenceAt + (3 * VICTIM_INTERVAL_S + 12) * 1000);
+    const steady = slices(o.silent, o.projects, o.publishers).map(([from, to]) =>
+      runScalePublisher({
+        natsUrl: nats.url,
+        prefix: PREFIX,
+        from,
+        to,
+        mode: 'steady',
+        intervalS: 30,
+        untilMs: loadEnd,
+        version: 's',
+      }),
+    );
+    const victimPub = runScalePublisher({
+      natsUrl: nats.url,
+      prefix: PREFIX,
+      from: 0,
+      to: o.silent,
+      mode: 'steady',
+      intervalS: VICTIM_INTERVAL_S,
+      announce: true,
+      untilMs: silenceAt,
+      version: 'v',
+    });
+    publishers.push(...steady.map((s) => s.child), victimPub.child);
+    const m0 = await scrape();
+    const written0 = metricValue(m0, 'federation_heartbeats_written_total');
+    const windows: number[] = [];
+    await serviceCpu.reset();
+    await pgCpu.reset();
+
+    const visible: number[] = [];
+    const pages: number[] = [];
+    const statusPages: number[] = [];
+    const bySlug: number[] = [];
+    const errors: Record<string, number> = {};
+    const count = (status: number) => {
+      if (status >= 400) errors[status] = (errors[status] ?? 0) + 1;
+    };
+    const running = () => Date.now() < loadEnd;
+    let probeVersion = 0;
+    const probeLoops = probes.map(async (p) => {
+      await sleep(2000);
+      while (running()) {
+        const version = `p${++probeVersion}`;
+        const t0 = performance.now();
+        nc?.publish(
+          `hub.presence.${p}`,
+          JSON.stringify({
+            project_slug: p,
+            hub_url: `http://${p}`,
+            mesh_namespace: `hub.${p}`,
+            timestamp: new Date().toISOString(),
+            version,
+          }),
+        );
+        for (;;) {
+          const r = await timed(`${base}/api/fed/projects/${p}`);
+          if (r.status === 200 && (JSON.parse(r.body) as { version: string }).version === version) break;
+          if (performance.now() - t0 > 10_000) break;
+          await sleep(10);
+        }
+        visible.push(performance.now() - t0);
+        await sleep(500);
+      }
+    });
+    const readLoop = (async () => {
+      await sleep(2000);
+      let i = 0;
+      while (running()) {
+        const n = Math.floor(Math.random() * o.projects);
+        const r1 = await timed(
+          `${base}/api/fed/projects?limit=100&cursor=${encodeCursor(slugOf(PREFIX, n))}`,
+        );
+        pages.push(r1.ms);
+        count(r1.status);
+        const r2 = await timed(
+          `${base}/api/fed/projects?status=${i++ % 2 ? 'offline' : 'degraded'}&limit=100`,
+        );
+        statusPages.push(r2.ms);
+        count(r2.status);
+        const r3 = await timed(`${base}/api/fed/projects/${slugOf(PREFIX, n)}`);
+        bySlug.push(r3.ms);
+        count(r3.status);
+        await sleep(50);
+      }
+    })();
+    const windowLoop = (async () => {
+      let prev = written0;
+      let prevAt = Date.now();
+      while (running()) {
+        await sleep(5000);
+        const w = metricValue(await scrape(), 'federation_heartbeats_written_total');
+        windows.push(round1((w - prev) / ((Date.now() - prevAt) / 1000)));
+        prev = w;
+        prevAt = Date.now();
+      }
+    })();
+    // The whole catalog while the load runs, once the victims are silent.
+    const fullList = (async () => {
+      await sleep(Math.max(0, loadEnd - 25_000 - Date.now()));
+      const rssBefore = procStat(servicePid)?.rssMb ?? 0;
+      rssFast = true;
+      const peakBefore = rssMax;
+      rssMax = rssBefore;
+      const t0 = performance.now();
+      const res = await fetch(`${base}/api/fed/projects`, { headers: { 'accept-encoding': 'identity' } });
+      const ttfb = performance.now() - t0;
+      let bytes = 0;
+      const reader = res.body?.getReader();
+      for (;;) {
+        const chunk = await reader?.read();
+        if (!chunk || chunk.done) break;
+        bytes += chunk.value.byteLength;
+      }
+      const totalMs = performance.now() - t0;
+      const growth = rssMax - rssBefore;
+      rssMax = Math.max(rssMax, peakBefore);
+      rssFast = false;
+      return { ttfb, totalMs, bytes, growth, status: res.status };
+    })();
+    const [steadyResults, victimResult, full] = await Promise.all([
+      Promise.all(steady.map((s) => s.done)),
+      victimPub.done,
+      fullList,
+      ...probeLoops,
+      readLoop,
+      windowLoop,
+    ]);
+    const loadS = (Date.now() - loadStart) / 1000;
+    const serviceCpuPct = await serviceCpu.pct();
+    const postgresCpuPct = await pgCpu.pct();
+    await sleep(1000);
+    const written = metricValue(await scrape(), 'federation_heartbeats_written_total') - written0;
+    const offered = steadyResults.reduce((s, r) => s + r.published, 0) + victimResult.published;
+    const offeredPerS = round1(offered / loadS);
+    const ingestedPerS = round1(written / loadS);
+    log(
+      `  load: ${offered} heartbeats offered in ${round1(loadS)} s (${offeredPerS}/s), ${written} written (${ingestedPerS}/s; 5 s windows min ${Math.min(...windows)}, max ${Math.max(...windows)}); service CPU ${serviceCpuPct} %, PostgreSQL CPU ${postgresCpuPct} % of one core; load average ${loadavgNow().join(' ')}`,
+    );
+
+    const { rows: lastBeats } = await pgc.query<{ slug: string; last: Date }>(
+      'select slug, last_heartbeat_at as last from projects where slug = any($1)',
+      [[...victims]],
+    );
+    const delays: number[] = [];
+    let missed = 0;
+    for (const r of lastBeats) {
+      const at = offlineAt.get(r.slug);
+      if (at === undefined) missed++;
+      else delays.push(at - (r.last.getTime() + 3 * VICTIM_INTERVAL_S * 1000));
+    }
+    const falseOffline = [...offlineAt.keys()].filter((s) => !victims.has(s)).length;
+    log(
+      `  offline detection: ${delays.length} of ${o.silent} silent projects, delay past the threshold p50 ${round1(percentile(delays, 50))} ms, p99 ${round1(percentile(delays, 99))} ms; missed ${missed}; false offline ${falseOffline}`,
+    );
+    log(
+      `  reads under load: page p99 ${round1(percentile(pages, 99))} ms, status page p99 ${round1(percentile(statusPages, 99))} ms, by slug p99 ${round1(percentile(bySlug, 99))} ms (${pages.length} each); publish → visible p50 ${round1(percentile(visible, 50))} ms, p99 ${round1(percentile(visible, 99))} ms (${visible.length}); errors ${JSON.stringify(errors)}`,
+    );
+    log(
+      `  whole catalog: HTTP ${full.status}, first byte ${round1(full.ttfb)} ms, ${round1(full.bytes / 1024 / 1024)} MB in ${round1(full.totalMs / 1000)} s, service RSS +${round1(full.growth)} MB`,
+    );
+
+    // 3. Idle: the same catalog with nothing beating. The bulk path writes what the sweeper would have
+    // after everyone went silent (offline, nothing due), so the idle figure does not wait 3 minutes.
+    log(
+      '  idle: marking every project offline through the bulk path, then measuring 20 s with no heartbeats',
+    );
+    await pgc.query(
+      `update projects set status = 'offline', due_at = null, last_heartbeat_at = now() - interval '1 day', status_changed_at = now()`,
+    );
+    await pgc.query(
+      `with d as (delete from project_status_counts)
+       insert into project_status_counts (online, degraded, offline) select 0, 0, count(*) from projects`,
+    );
+    await sleep(3000);
+    await serviceCpu.reset();
+    await pgCpu.reset();
+    await sleep(20_000);
+    const idleServiceCpu = await serviceCpu.pct();
+    const idlePostgresCpu = await pgCpu.pct();
+    log(`  idle: service CPU ${idleServiceCpu} %, PostgreSQL CPU ${idlePostgresCpu} % of one core`);
+    const rssServeMax = rssMax;
+
+    service.kill('SIGTERM');
+    await new Promise((r) => service?.once('exit', r));
+    await rssSampler;
+
+    // 4. Ceilings, on the same table: NATS receive alone vs the service's ingestion, and the writer's
+    // flush vs a plain batched UPDATE of the same rows.
+    // As `npm run bench` does: 10,000 projects beating as fast as the service takes them.
+    const K = 10_000;
+    const rounds = 30;
+    const consumed = new SharedArrayBuffer(4);
+    const consumedView = new Int32Array(consumed);
+    const plain = await connect({ servers: nats.url });
+    let got = 0;
+    plain.subscribe('hub.presence.*', {
+      queue: 'federation',
+      callback: () => {
+        got++;
+        Atomics.store(consumedView, 0, got);
+      },
+    });
+    await plain.flush();
+    const recvPub = await runPublisher({
+      natsUrl: nats.url,
+      prefix: PREFIX,
+      projects: K,
+      firstRound: 1,
+      rounds,
+      window: 10_000,
+      consumed,
+    });
+    const recvDone = await until(() => got >= recvPub.published, 'NATS receive alone', 120_000, 1);
+    const natsReceivePerS = recvPub.published / ((recvDone - recvPub.startedAt) / 1000);
+    await plain.close();
+
+    const app = await buildApp({
+      config: loadConfig({
+        DATABASE_URL: database.url,
+        NATS_URL: nats.url,
+        FED_PROJECTS_FILE: 'none',
+        LOG_LEVEL: 'silent',
+      }),
+      logger: false,
+    });
+    let ingestPerS = 0;
+    let flush: Awaited<ReturnType<typeof measureFlushCeiling>>;
+    try {
+      const received0 = await counterValue(app, 'federation_heartbeats_received_total', {
+        transport: 'nats',
+      });
+      Atomics.store(consumedView, 0, 0);
+      let polling = true;
+      const poller = (async () => {
+        while (polling) {
+          const r = await counterValue(app, 'federation_heartbeats_received_total', { transport: 'nats' });
+          Atomics.store(consumedView, 0, r - received0);
+          await sleep(2);
+        }
+      })();
+      const ingestPub = await runPublisher({
+        natsUrl: nats.url,
+        prefix: PREFIX,
+        projects: K,
+        firstRound: 4,
+        rounds,
+        window: 10_000,
+        consumed,
+      });
+      const ingestDone = await until(
+        async () => Atomics.load(consumedView, 0) >= ingestPub.published && app.heartbeatWriter.pending === 0,
+        'the service to write the ingestion load',
+        120_000,
+        2,
+      );
+      polling = false;
+      await poller;
+      ingestPerS = ingestPub.published / ((ingestDone - ingestPub.startedAt) / 1000);
+      const spread = Array.from({ length: 10_000 }, (_, i) =>
+        slugOf(PREFIX, Math.floor((i * o.projects) / 10_000)),
+      );
+      flush = await measureFlushCeiling(app, database.url, spread);
+    } finally {
+      await app.close();
+    }
+    log(
+      `  ceilings: ingestion ${Math.round(ingestPerS)} hb/s vs NATS receive alone ${Math.round(natsReceivePerS)} msg/s (${K} projects × ${rounds}); flush of 10,000 rows ${flush.flush_ms} ms vs plain UPDATE ${flush.raw_update_ms} ms`,
+    );
+
+    const loadavgEnd = loadavgNow();
+    return {
+      projects: o.projects,
+      register_s: registerS,
+      register_after_last_publish_s: round1((registeredAt - lastPublish) / 1000),
+      register_dropped: registerDropped,
+      register_buffer_full: registerBufferFull,
+      load_s: round1(loadS),
+      offered_hb_per_s: offeredPerS,
+      ingested_hb_per_s: ingestedPerS,
+      ingested_min_5s_window_hb_per_s: Math.min(...windows),
+      visible_p99_ms: round1(percentile(visible, 99)),
+      offline_delay_p50_ms: round1(percentile(delays, 50)),
+      offline_delay_p99_ms: round1(percentile(delays, 99)),
+      offline_missed: missed,
+      false_offline: falseOffline,
+      service_cpu_pct: serviceCpuPct,
+      postgres_cpu_pct: postgresCpuPct,
+      idle_service_cpu_pct: idleServiceCpu,
+      idle_postgres_cpu_pct: idlePostgresCpu,
+      page_p99_ms: round1(percentile(pages, 99)),
+      status_page_p99_ms: round1(percentile(statusPages, 99)),
+      slug_p99_ms: round1(percentile(bySlug, 99)),
+      read_errors: errors,
+      full_list_ttfb_ms: round1(full.ttfb),
+      full_list_s: round1(full.totalMs / 1000),
+      full_list_mb: round1(full.bytes / 1024 / 1024),
+      full_list_rss_growth_mb: round1(full.growth),
+      rss_mb: round1(rssServeMax),
+      flush_ms: flush.flush_ms,
+      raw_update_ms: flush.raw_update_ms,
+      flush_vs_raw_update: flush.flush_vs_raw_update,
+      ingest_hb_per_s: Math.round(ingestPerS),
+      nats_receive_per_s: Math.round(natsReceivePerS),
+      ingest_vs_nats_receive: Math.round((ingestPerS / natsReceivePerS) * 100) / 100,
+      loadavg: { start: loadavgStart, end: loadavgEnd },
+    };
+  } finally {
+    for (const p of publishers) if (p.exitCode === null) p.kill('SIGKILL');
+    if (service && service.exitCode === null) {
+      service.kill('SIGKILL');
+      await new Promise((r) => service?.once('exit', r));
+    }
+    await nc?.close().catch(() => {});
+    await pgc.end().catch(() => {});
+    await database.drop().catch(() => {});
+    await nats.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      quick: { type: 'boolean', default: false },
+      'load-s': { type: 'string' },
+      silent: { type: 'string' },
+      publishers: { type: 'string' },
+      'postgres-url': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const int = (raw: string | undefined, name: string, fallback: number, min: number, max: number) => {
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new Error(`${name} ${JSON.stringify(raw)} is invalid: expected ${min} to ${max}`);
+    return n;
+  };
+  const projects = int(positionals[0], 'N', values.quick ? 100_000 : 1_000_000, 2_000, 5_000_000);
+  const opts: Options = {
+    projects,
+    loadS: int(values['load-s'], '--load-s', 60, 60, 3600),
+    silent: int(
+      values.silent,
+      '--silent',
+      Math.min(1000, Math.floor(projects / 10)),
+      1,
+      Math.floor(projects / 2),
+    ),
+    publishers: int(values.publishers, '--publishers', 2, 1, 16),
+    postgresAdminUrl: values['postgres-url'] ?? process.env.TEST_POSTGRES_URL ?? DEFAULT_POSTGRES_ADMIN_URL,
+  };
+  console.log(JSON.stringify(await runScaleBench(opts)));
+  return 0;
+}
