@@ -5,7 +5,11 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CatalogService, type Transition } from '../src/catalog/catalog-service.ts';
-import type { HeartbeatRow } from '../src/catalog/heartbeat-write.ts';
+import {
+  type HeartbeatRow,
+  heartbeatRowJson,
+  type SerializedHeartbeat,
+} from '../src/catalog/heartbeat-write.ts';
 import { computeStatus, type Thresholds } from '../src/catalog/status-rule.ts';
 import { ManualClock } from '../src/clock.ts';
 import { type Database, type DatabaseHandle, openDatabase, query } from '../src/db/connection.ts';
@@ -35,19 +39,22 @@ beforeEach(async () => {
 
 const catalogFor = (c = clock) => new CatalogService({ db: handle.db, clock: c, thresholds, guard: noGrace });
 
-function beat(slug: string, at: Date, extra: Partial<HeartbeatRow> = {}): HeartbeatRow {
-  return {
+function beat(slug: string, at: Date, extra: Partial<HeartbeatRow> = {}): SerializedHeartbeat {
+  return [
     slug,
-    received_at: at.toISOString(),
-    health: 'ok',
-    version: null,
-    interval_s: null,
-    name: null,
-    hub_url: `http://${slug}`,
-    mesh_namespace: `hub.${slug}`,
-    tags: null,
-    ...extra,
-  };
+    heartbeatRowJson({
+      slug,
+      received_at: at.toISOString(),
+      health: 'ok',
+      version: null,
+      interval_s: null,
+      name: null,
+      hub_url: `http://${slug}`,
+      mesh_namespace: `hub.${slug}`,
+      tags: null,
+      ...extra,
+    }),
+  ];
 }
 
 /** The rule over every row, computed here the slow way: what the indexed reads must agree with. */
@@ -112,7 +119,7 @@ describe('deadlines', () => {
   it('agrees with the rule between sweeps: pages, status pages and counts', async () => {
     const catalog = catalogFor();
     const t0 = clock.now();
-    const rows: HeartbeatRow[] = [];
+    const rows: SerializedHeartbeat[] = [];
     for (let i = 0; i < 300; i++) {
       const at = new Date(t0.getTime() + (i % 100) * 1000);
       rows.push(beat(`mix-${String(i).padStart(3, '0')}`, at, i % 7 === 0 ? { health: 'degraded' } : {}));

@@ -5,8 +5,9 @@ import { projects } from '../db/schema.ts';
 import { InputError, NotFoundError } from '../errors.ts';
 import { findUnstorableText, type ProjectStatus } from '../protocol/index.ts';
 import {
-  type HeartbeatRow,
   type HeartbeatWriteResult,
+  heartbeatRowJson,
+  type SerializedHeartbeat,
   storeTransitions,
   writeHeartbeats,
 } from './heartbeat-write.ts';
@@ -229,7 +230,10 @@ export class CatalogService {
    * Stores heartbeats received at their `received_at` (see heartbeat-write.ts): statuses they change
    * are claimed and stored there, and handed to the `onHeartbeatTransitions` listener.
    */
-  async writeHeartbeats(rows: readonly HeartbeatRow[], autoRegister: boolean): Promise<HeartbeatWriteResult> {
+  async writeHeartbeats(
+    rows: readonly SerializedHeartbeat[],
+    autoRegister: boolean,
+  ): Promise<HeartbeatWriteResult> {
     const result = await writeHeartbeats(this.#db, rows, {
       autoRegister,
       now: this.#clock.now(),
@@ -241,22 +245,18 @@ export class CatalogService {
 
   /** The seed's update_heartbeat: one heartbeat, received now. Ingestion at scale goes through HeartbeatWriter. */
   async updateHeartbeat(slug: string, extra: { health?: string; version?: string; intervalS?: number } = {}) {
-    const result = await this.writeHeartbeats(
-      [
-        {
-          slug,
-          received_at: this.#clock.now().toISOString(),
-          health: extra.health === 'degraded' ? 'degraded' : 'ok',
-          version: extra.version ?? null,
-          interval_s: extra.intervalS ?? null,
-          name: null,
-          hub_url: null,
-          mesh_namespace: null,
-          tags: null,
-        },
-      ],
-      false,
-    );
+    const row = heartbeatRowJson({
+      slug,
+      received_at: this.#clock.now().toISOString(),
+      health: extra.health === 'degraded' ? 'degraded' : 'ok',
+      version: extra.version ?? null,
+      interval_s: extra.intervalS ?? null,
+      name: null,
+      hub_url: null,
+      mesh_namespace: null,
+      tags: null,
+    });
+    const result = await this.writeHeartbeats([[slug, row]], false);
     if (result.unknown.has(slug)) throw new NotFoundError(`project ${slug} is not registered`);
   }
 

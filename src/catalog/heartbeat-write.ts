@@ -18,6 +18,14 @@ export interface HeartbeatRow {
   tags: string[] | null;
 }
 
+/** A heartbeat ready to write: its slug and its `HeartbeatRow` as JSON (see `heartbeatRowJson`). */
+export type SerializedHeartbeat = readonly [slug: string, json: string];
+
+/** A row as JSON, made once when the heartbeat is buffered: one string is all the buffer holds per project. */
+export const heartbeatRowJson = (row: HeartbeatRow): string => JSON.stringify(row);
+
+const jsonArray = (rows: readonly SerializedHeartbeat[]) => `[${rows.map((r) => r[1]).join(',')}]`;
+
 export interface HeartbeatWriteResult {
   /** Slugs whose heartbeat was not stored: a newer one is, or the project is unknown (or being inserted elsewhere). */
   notWritten: Set<string>;
@@ -46,7 +54,7 @@ const heartbeatStatusSql = (health: SQL) =>
  */
 export async function writeHeartbeats(
   db: Database,
-  rows: readonly HeartbeatRow[],
+  rows: readonly SerializedHeartbeat[],
   opts: { autoRegister: boolean; now: Date; thresholds: Thresholds },
 ): Promise<HeartbeatWriteResult> {
   const result: HeartbeatWriteResult = {
@@ -92,7 +100,7 @@ export async function writeHeartbeats(
   // The common case, alone: no probe of the slug index for new projects unless a row was not updated.
   const missed = await query<{ slug: string }>(
     db,
-    sql`with h as ${recordset(JSON.stringify(rows))},
+    sql`with h as ${recordset(jsonArray(rows))},
         upd as (
           update projects p set ${assignments}
           from h where p.slug = h.slug and ${newer} and p.status = h.new_status
@@ -110,19 +118,18 @@ export async function writeHeartbeats(
     known: boolean;
   }>(
     db,
-    sql`with h as ${recordset(JSON.stringify(rows.filter((r) => missedSlugs.has(r.slug))))},
+    sql`with h as ${recordset(jsonArray(rows.filter((r) => missedSlugs.has(r[0]))))},
         ${insert}
         select h.slug, ins.id, ins.status, ins.last_heartbeat_at as at,
                (ins.id is not null or exists (select 1 from projects p where p.slug = h.slug)) as known
         from h left join ins on ins.slug = h.slug`,
   );
 
-  const changing: HeartbeatRow[] = [];
-  const bySlug = new Map(rows.map((r) => [r.slug, r]));
+  const changing: SerializedHeartbeat[] = [];
+  const bySlug = new Map(rows.map((r) => [r[0], r]));
   for (const e of exceptions) {
     if (e.id !== null && e.status !== null && e.at !== null) {
       result.inserted.add(e.slug);
-      const row = bySlug.get(e.slug);
       result.transitions.push({
         projectId: e.id,
         slug: e.slug,
@@ -134,8 +141,8 @@ export async function writeHeartbeats(
           e.status,
           {
             lastHeartbeatAt: new Date(e.at),
-            reportedHealth: row?.health ?? 'ok',
-            intervalS: row?.interval_s ?? null,
+            reportedHealth: e.status === 'degraded' ? 'degraded' : 'ok',
+            intervalS: null,
           },
           opts.thresholds,
         ),
@@ -162,7 +169,7 @@ export async function writeHeartbeats(
       interval_s: number | null;
     }>(
       tx,
-      sql`with h as ${recordset(JSON.stringify(changing))},
+      sql`with h as ${recordset(jsonArray(changing))},
           cur as (
             select p.id, p.status, h.slug from projects p join h on p.slug = h.slug where ${newer} for update of p
           )
@@ -194,7 +201,7 @@ export async function writeHeartbeats(
     await storeTransitions(tx, transitions);
     result.transitions.push(...transitions);
   });
-  for (const r of changing) if (!written.has(r.slug)) result.notWritten.add(r.slug);
+  for (const [slug] of changing) if (!written.has(slug)) result.notWritten.add(slug);
   return result;
 }
 

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { CatalogService } from '../catalog/catalog-service.ts';
-import type { HeartbeatRow } from '../catalog/heartbeat-write.ts';
+import { type HeartbeatRow, heartbeatRowJson } from '../catalog/heartbeat-write.ts';
 import type { Clock } from '../clock.ts';
 import { DEFAULT_BUFFER_MAX_BYTES } from '../config.ts';
 import type { IntegrationsSink } from '../core.ts';
@@ -16,11 +16,34 @@ export const MAX_RETRY_DELAY_MS = 5_000;
 /** How long close() keeps trying to write what is pending before giving up. */
 export const CLOSE_FLUSH_DEADLINE_MS = 10_000;
 
+/**
+ * A buffered heartbeat, as compact as it can be (a fleet starting at once can leave a million of them
+ * pending): its row for the database as one JSON string, the receive time, and integrations only
+ * when it lists any.
+ */
 export interface PendingHeartbeat {
-  heartbeat: Heartbeat;
-  receivedAt: Date;
+  json: string;
+  receivedAtMs: number;
   /** Its approximate size, counted against the byte budget. */
   bytes: number;
+  integrations?: Heartbeat['integrations'];
+}
+
+function pendingOf(heartbeat: Heartbeat, receivedAt: Date, bytes: number): PendingHeartbeat {
+  const row: HeartbeatRow = {
+    slug: heartbeat.project_slug,
+    received_at: receivedAt.toISOString(),
+    health: heartbeat.health ?? 'ok',
+    version: heartbeat.version ?? null,
+    interval_s: heartbeat.interval_s ?? null,
+    name: heartbeat.name ?? null,
+    hub_url: heartbeat.hub_url,
+    mesh_namespace: heartbeat.mesh_namespace,
+    tags: heartbeat.tags ?? null,
+  };
+  const entry: PendingHeartbeat = { json: heartbeatRowJson(row), receivedAtMs: receivedAt.getTime(), bytes };
+  if (heartbeat.integrations) entry.integrations = heartbeat.integrations;
+  return entry;
 }
 
 export interface HeartbeatWriterOptions {
@@ -132,8 +155,8 @@ export class HeartbeatWriter {
     const slug = heartbeat.project_slug;
     const current = this.#pending.get(slug);
     if (current) {
-      if (current.receivedAt.getTime() <= receivedAt.getTime()) {
-        this.#pending.set(slug, { heartbeat, receivedAt, bytes });
+      if (current.receivedAtMs <= receivedAt.getTime()) {
+        this.#pending.set(slug, pendingOf(heartbeat, receivedAt, bytes));
         this.#bytes += bytes - current.bytes;
       }
       return true;
@@ -154,7 +177,7 @@ export class HeartbeatWriter {
       );
       return false;
     }
-    this.#pending.set(slug, { heartbeat, receivedAt, bytes });
+    this.#pending.set(slug, pendingOf(heartbeat, receivedAt, bytes));
     this.#bytes += bytes;
     this.#schedule(this.#failures === 0 ? this.#o.flushIntervalMs : this.#retryDelay());
     return true;
@@ -357,19 +380,7 @@ export class HeartbeatWriter {
   }
 
   async #write(batch: Batch): Promise<WrittenRow[]> {
-    // One JSON parameter rather than nine arrays: JSON.stringify is native, while node-postgres
-    // escapes every element of an array parameter in JavaScript, on the thread that receives heartbeats.
-    const rows: HeartbeatRow[] = batch.map(([, e]) => ({
-      slug: e.heartbeat.project_slug,
-      received_at: e.receivedAt.toISOString(),
-      health: e.heartbeat.health ?? 'ok',
-      version: e.heartbeat.version ?? null,
-      interval_s: e.heartbeat.interval_s ?? null,
-      name: e.heartbeat.name ?? null,
-      hub_url: e.heartbeat.hub_url,
-      mesh_namespace: e.heartbeat.mesh_namespace,
-      tags: e.heartbeat.tags ?? null,
-    }));
+    const rows = batch.map(([slug, e]) => [slug, e.json] as const);
     const result = await this.#o.catalog.writeHeartbeats(rows, this.#o.autoRegister);
     return batch.map(([slug]) => ({
       slug,
@@ -384,13 +395,13 @@ export class HeartbeatWriter {
     if (sinks.length === 0) return;
     const now = this.#o.clock.now().getTime();
     const batch: Parameters<IntegrationsSink>[0] = [];
-    for (const [slug, { heartbeat, receivedAt }] of written) {
-      if (!heartbeat.integrations) continue;
-      const key = JSON.stringify(heartbeat.integrations);
+    for (const [slug, { integrations, receivedAtMs }] of written) {
+      if (!integrations) continue;
+      const key = JSON.stringify(integrations);
       const last = this.#handedOver.get(slug);
       if (last && last.key === key && now - last.at < INTEGRATIONS_REFRESH_MS) continue;
       this.#handedOver.set(slug, { key, at: now });
-      batch.push({ slug, integrations: heartbeat.integrations, at: receivedAt });
+      batch.push({ slug, integrations, at: new Date(receivedAtMs) });
     }
     if (batch.length === 0) return;
     for (const sink of sinks) {
