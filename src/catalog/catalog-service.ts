@@ -83,6 +83,10 @@ export class CatalogService {
     this.#guard = guard;
   }
 
+  statusSql(now: Date = this.#clock.now()): SQL<ProjectStatus> {
+    return this.#statusExpr(now);
+  }
+
   #statusExpr(now: Date): SQL<ProjectStatus> {
     return guardedStatusSql(now, this.#thresholds, this.#guard.state(now)) as SQL<ProjectStatus>;
   }
