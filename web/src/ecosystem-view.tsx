@@ -378,12 +378,12 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
     const zoom = Math.min(
       1.1,
       Math.max(
-        READABLE_ZOOM,
+        mode === 'groups' ? 0.5 : READABLE_ZOOM,
         Math.min((paneWidth - 2 * PAD) / box.width, (paneHeight - 2 * PAD) / box.height),
       ),
     );
     void setViewport({ x: PAD - box.x * zoom, y: PAD + 40 - box.y * zoom, zoom }, { duration: 0 });
-  }, [key, layout.engine, positions, setViewport, items, paneWidth, paneHeight]);
+  }, [key, layout.engine, positions, setViewport, items, paneWidth, paneHeight, mode]);
 
   // Bring what the filters left into view (bounded so thousands of cards are never all on screen).
   const filterKey = `${[...filters.statuses].sort().join()}|${filters.tag}|${filters.search}`;
