@@ -71,6 +71,7 @@ type Win = {
 type PageGlobals = Win & {
   document: {
     querySelector(s: string): { getAttribute(a: string): string | null; textContent: string | null } | null;
+    querySelectorAll(s: string): ArrayLike<{ textContent: string | null }>;
   };
 };
 
@@ -223,7 +224,9 @@ async function measureBare(
         const w = globalThis as unknown as PageGlobals;
         const ok =
           what === 'labelled'
-            ? (w.document.querySelector('.react-flow__node')?.textContent ?? '').includes('✓')
+            ? Array.from(w.document.querySelectorAll('.react-flow__node')).some((n) =>
+                (n.textContent ?? '').includes('✓'),
+              )
             : (w.__bare?.shown ?? before) !== before;
         if (ok) w.__t = performance.now();
         return ok;
