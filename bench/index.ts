@@ -78,6 +78,7 @@ async function presenceBench(argv: string[]): Promise<number> {
  */
 const MODES: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {
   '--scale': () => import('./scale-bench.ts'),
+  '--view': () => import('./view-bench.ts'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -36,6 +36,8 @@ export interface Config {
   metricsStream: string;
   metricsStreamMaxAgeDays: number;
   metricsStreamMaxBytes: number;
+  /** Most projects GET /api/fed/graph (or one group of it) answers with; beyond it, ask for groups. */
+  graphMaxNodes: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -194,6 +196,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       max: 1024 ** 4,
       integer: true,
     }),
+    graphMaxNodes: num(env, 'FED_GRAPH_MAX_NODES', 10_000, { min: 1, max: 1_000_000, integer: true }),
   };
   return Object.freeze(config);
 }

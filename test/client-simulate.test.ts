@@ -65,6 +65,8 @@ describe('federation simulate (CLI)', () => {
         '--degraded-ratio',
         '0.5',
         '--integrations',
+        // No API to register with here (and none of another test's to write into).
+        '--no-audit',
       ],
       { env: { ...process.env, NATS_URL: SHARED_NATS_URL }, stdio: ['ignore', 'ignore', 'pipe'] },
     );

@@ -3,9 +3,20 @@ import type { CatalogService, Project } from '../catalog/catalog-service.ts';
 import type { EdgeEntry } from '../catalog/projects-file.ts';
 import type { Clock } from '../clock.ts';
 import { arrayParam, type Database, query } from '../db/connection.ts';
-import { InputError, NotFoundError } from '../errors.ts';
+import { DomainError, InputError, NotFoundError } from '../errors.ts';
 import { MetricsService } from '../metrics/metrics-service.ts';
-import { EDGE_KINDS } from '../protocol/index.ts';
+import { EDGE_KINDS, type ProjectStatus } from '../protocol/index.ts';
+import {
+  type ExternalEdge,
+  externalEdges,
+  type GraphGroup,
+  type GroupBy,
+  type GroupEdge,
+  groupedGraph,
+  groupMembers,
+  type ProblemRow,
+  problems,
+} from './graph-queries.ts';
 
 export type EdgeKind = (typeof EDGE_KINDS)[number];
 export const EDGE_SOURCES = ['config', 'api', 'discovered'] as const;
@@ -13,6 +24,15 @@ export type EdgeSource = (typeof EDGE_SOURCES)[number];
 export const DEFAULT_EDGE_STRENGTH = 0.5;
 /** The graph shows a handful of metrics per node, not a project's whole metric catalogue. */
 export const GRAPH_METRICS_PER_NODE = 12;
+/** Default cap of GET /api/fed/graph (FED_GRAPH_MAX_NODES): past it the view needs groups. */
+export const DEFAULT_GRAPH_MAX_NODES = 10_000;
+
+/** The graph asked for has more projects (or groups) than FED_GRAPH_MAX_NODES: ask for groups instead. */
+export class GraphTooLargeError extends DomainError {
+  constructor(message: string, details: { max: number; hint: string }) {
+    super(400, 'graph_too_large', message, details);
+  }
+}
 
 export interface Edge {
   id: number;
@@ -319,8 +339,11 @@ export class EdgesService {
    * The latest value of each metric type per project, at most `perProject` types each (the most
    * recently observed ones), keyed by project id. The metrics feature owns the query.
    */
-  async latestMetrics(perProject = GRAPH_METRICS_PER_NODE): Promise<Map<number, Map<string, LatestMetric>>> {
-    const latest = await this.#metrics.latestByProject();
+  async latestMetrics(
+    perProject = GRAPH_METRICS_PER_NODE,
+    projectIds?: number[],
+  ): Promise<Map<number, Map<string, LatestMetric>>> {
+    const latest = await this.#metrics.latestByProject(projectIds);
     const out = new Map<number, Map<string, LatestMetric>>();
     for (const [projectId, values] of latest) {
       const kept = Object.entries(values)
@@ -333,21 +356,89 @@ export class EdgesService {
     return out;
   }
 
-  /** The ecosystem in one answer: every project (live status, heartbeat age, key metrics) and every edge. */
-  async graph(): Promise<{ nodes: GraphNode[]; edges: Edge[] }> {
-    const [{ projects }, metrics, edges] = await Promise.all([
-      this.#catalog.getProjects(),
-      this.latestMetrics(),
-      this.listEdges(),
-    ]);
-    const nodes = projects.map((project) => ({
+  /**
+   * The ecosystem in one answer: every project (live status, heartbeat age, key metrics) and every edge.
+   * Past `maxNodes` projects it refuses (GraphTooLargeError) rather than build an answer no browser can draw.
+   */
+  async graph(maxNodes = DEFAULT_GRAPH_MAX_NODES): Promise<{ nodes: GraphNode[]; edges: Edge[] }> {
+    const { projects, nextCursor } = await this.#catalog.getProjects({ limit: maxNodes });
+    if (nextCursor !== undefined) {
+      throw new GraphTooLargeError(
+        `the catalog has more than ${maxNodes} projects (FED_GRAPH_MAX_NODES): ask for groups with ?group_by=tag|namespace|status, then one group with &group=<key>`,
+        { max: maxNodes, hint: '/api/fed/graph?group_by=tag' },
+      );
+    }
+    const [metrics, edges] = await Promise.all([this.latestMetrics(), this.listEdges()]);
+    const nodes = this.#nodes(projects, metrics);
+    // The three reads are not one snapshot: never hand the view an edge to a node it does not have.
+    const slugs = new Set(projects.map((p) => p.slug));
+    return { nodes, edges: edges.filter((e) => slugs.has(e.from) && slugs.has(e.to)) };
+  }
+
+  #nodes(projects: Project[], metrics: Map<number, Map<string, LatestMetric>>): GraphNode[] {
+    return projects.map((project) => ({
       project,
       heartbeatAgeS: this.heartbeatAgeS(project),
       metrics: metrics.get(project.id) ?? new Map<string, LatestMetric>(),
     }));
-    // The three reads are not one snapshot: never hand the view an edge to a node it does not have.
-    const slugs = new Set(projects.map((p) => p.slug));
-    return { nodes, edges: edges.filter((e) => slugs.has(e.from) && slugs.has(e.to)) };
+  }
+
+  /** The overview: groups with their live status counts and the bundled edges between groups. */
+  async groupedGraph(
+    groupBy: GroupBy,
+    maxGroups = DEFAULT_GRAPH_MAX_NODES,
+  ): Promise<{ groups: GraphGroup[]; edges: GroupEdge[] }> {
+    const graph = await groupedGraph(this.#db, groupBy, this.#catalog.statusSql());
+    if (graph.groups.length > maxGroups) {
+      throw new GraphTooLargeError(
+        `grouping by ${groupBy} gives ${graph.groups.length} groups, more than ${maxGroups} (FED_GRAPH_MAX_NODES): group by ${groupBy === 'status' ? 'tag' : 'status'} instead`,
+        { max: maxGroups, hint: `/api/fed/graph?group_by=${groupBy === 'status' ? 'tag' : 'status'}` },
+      );
+    }
+    return graph;
+  }
+
+  /**
+   * One group opened: its projects (as in the ungrouped graph), the edges among them, and the edges
+   * leaving the group bundled per project and other group. An unknown key is an empty group.
+   */
+  async groupGraph(
+    groupBy: GroupBy,
+    key: string,
+    maxNodes = DEFAULT_GRAPH_MAX_NODES,
+  ): Promise<{ nodes: GraphNode[]; edges: Edge[]; external: ExternalEdge[] }> {
+    const status = this.#catalog.statusSql();
+    const members = await groupMembers(this.#db, groupBy, key, status, maxNodes + 1);
+    if (members.length > maxNodes) {
+      throw new GraphTooLargeError(
+        `group ${JSON.stringify(key)} (by ${groupBy}) has more than ${maxNodes} projects (FED_GRAPH_MAX_NODES): group by another field to split it`,
+        { max: maxNodes, hint: `/api/fed/graph?group_by=${groupBy === 'status' ? 'tag' : 'status'}` },
+      );
+    }
+    const ids = members.map((p) => p.id);
+    const [metrics, internal, external] = await Promise.all([
+      this.latestMetrics(GRAPH_METRICS_PER_NODE, ids),
+      ids.length === 0
+        ? Promise.resolve([])
+        : query<EdgeRow>(
+            this.#db,
+            this.#select(
+              sql`e.from_project_id = any(${arrayParam(ids)}::int[]) and e.to_project_id = any(${arrayParam(ids)}::int[])`,
+            ),
+          ),
+      externalEdges(this.#db, ids, groupBy, status),
+    ]);
+    return { nodes: this.#nodes(members, metrics), edges: internal.map(toEdge), external };
+  }
+
+  /** Offline and degraded projects, the most recent change first, and the live counts of every status. */
+  async problems(limit: number): Promise<{ counts: Record<ProjectStatus, number>; problems: ProblemRow[] }> {
+    const now = this.#clock.now();
+    const [counts, rows] = await Promise.all([
+      this.#catalog.countByStatus(),
+      problems(this.#db, this.#catalog.statusSql(now), now, limit),
+    ]);
+    return { counts, problems: rows };
   }
 
   async countBySource(): Promise<Record<EdgeSource, number>> {

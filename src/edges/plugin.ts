@@ -87,7 +87,7 @@ export const edgesPlugin = fp(
     };
     app.integrationSinks.push(sink);
 
-    await app.register(edgesRoutes, { edges });
+    await app.register(edgesRoutes, { edges, maxNodes: app.config.graphMaxNodes });
   },
   { name: 'edges', dependencies: ['core', 'catalog'] },
 );

@@ -1,18 +1,33 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
+import { type TSchema, Type } from 'typebox';
+import { InputError } from '../errors.ts';
 import { errorResponses, READ_ERRORS, WRITE_ERRORS } from '../http/schemas.ts';
 import { EdgeKindSchema, SlugSchema } from '../protocol/index.ts';
 import type { EdgesService } from './edges-service.ts';
 import {
+  AnyGraphResponseSchema,
   EdgeCreateSchema,
   EdgeResponseSchema,
   EdgeSourceSchema,
   GraphResponseSchema,
+  GroupBySchema,
+  GroupedGraphResponseSchema,
+  GroupGraphResponseSchema,
+  ProblemsResponseSchema,
   toEdgeResponse,
   toGraphResponse,
+  toGroupedGraphResponse,
+  toGroupGraphResponse,
+  toProblemsResponse,
 } from './schemas.ts';
 
-export const edgesRoutes: FastifyPluginAsyncTypebox<{ edges: EdgesService }> = async (app, { edges }) => {
+export const DEFAULT_PROBLEMS = 50;
+export const MAX_PROBLEMS = 1000;
+
+export const edgesRoutes: FastifyPluginAsyncTypebox<{ edges: EdgesService; maxNodes: number }> = async (
+  app,
+  { edges, maxNodes },
+) => {
   app.get(
     '/api/fed/edges',
     {
@@ -78,10 +93,68 @@ export const edgesRoutes: FastifyPluginAsyncTypebox<{ edges: EdgesService }> = a
     {
       schema: {
         tags: ['edges'],
-        summary: 'The ecosystem: every project with its live status and key metrics, and every edge',
-        response: { 200: GraphResponseSchema, ...READ_ERRORS },
+        summary:
+          'The ecosystem: every project and edge; with group_by, groups and the edges between them; with group_by and group, one group',
+        description: `Without group_by: every project with its live status and key metrics, and every edge; a catalog of more than FED_GRAPH_MAX_NODES (${maxNodes} here) projects gets 400 graph_too_large, pointing to group_by. With group_by: {group_by, groups:[{key,count,status_counts,internal_edges}], edges:[{from,to,count,kinds}]}. With group_by and group: that group's nodes and edges (the ungrouped shape) plus external_edges, the edges leaving it bundled per project and other group.`,
+        querystring: Type.Object({
+          group_by: Type.Optional(GroupBySchema),
+          group: Type.Optional(
+            Type.String({
+              maxLength: 200,
+              description: 'a group key from the grouped answer ("" for untagged)',
+            }),
+          ),
+        }),
+        response: {
+          200: AnyGraphResponseSchema,
+          ...READ_ERRORS,
+        },
       },
     },
-    async () => toGraphResponse(await edges.graph()),
+    async (request, reply) => {
+      const { group_by: groupBy, group } = request.query;
+      // The three shapes differ; serialize each with its own schema instead of trying a union per item.
+      // A string with a JSON content type is sent as it is, without the route's union serializer.
+      const send = (schema: TSchema, body: object) => {
+        const serialize = reply.compileSerializationSchema(schema as Record<string, unknown>);
+        return reply
+          .type('application/json; charset=utf-8')
+          .send(serialize(body as Record<string, unknown>) as never);
+      };
+      if (group !== undefined) {
+        if (!groupBy) {
+          throw new InputError('group needs group_by (tag, namespace or status) to say what the key is', {
+            field: 'group_by',
+          });
+        }
+        const graph = await edges.groupGraph(groupBy, group, maxNodes);
+        return send(GroupGraphResponseSchema, toGroupGraphResponse(groupBy, group, graph));
+      }
+      if (groupBy) {
+        return send(
+          GroupedGraphResponseSchema,
+          toGroupedGraphResponse(groupBy, await edges.groupedGraph(groupBy, maxNodes)),
+        );
+      }
+      return send(GraphResponseSchema, toGraphResponse(await edges.graph(maxNodes)));
+    },
+  );
+
+  app.get(
+    '/api/fed/problems',
+    {
+      schema: {
+        tags: ['edges'],
+        summary:
+          'Offline and degraded projects, the most recent change first, with the reason; and the count of each status',
+        querystring: Type.Object({
+          limit: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: MAX_PROBLEMS, default: DEFAULT_PROBLEMS }),
+          ),
+        }),
+        response: { 200: ProblemsResponseSchema, ...READ_ERRORS },
+      },
+    },
+    async (request) => toProblemsResponse(await edges.problems(request.query.limit ?? DEFAULT_PROBLEMS)),
   );
 };

@@ -41,6 +41,59 @@ export interface Graph {
   edges: GraphEdge[];
 }
 
+export const GROUP_BYS = ['tag', 'namespace', 'status'] as const;
+export type GroupBy = (typeof GROUP_BYS)[number];
+export type StatusCounts = Record<ProjectStatus, number>;
+
+export interface GraphGroup {
+  key: string;
+  count: number;
+  status_counts: StatusCounts;
+  internal_edges: number;
+}
+
+export interface GroupEdge {
+  from: string;
+  to: string;
+  count: number;
+  kinds: string[];
+}
+
+export interface GroupedGraph {
+  group_by: GroupBy;
+  groups: GraphGroup[];
+  edges: GroupEdge[];
+}
+
+export interface ExternalEdge {
+  project: string;
+  group: string;
+  direction: 'out' | 'in';
+  count: number;
+  kinds: string[];
+}
+
+export interface GroupGraph extends Graph {
+  group_by: GroupBy;
+  group: string;
+  external_edges: ExternalEdge[];
+}
+
+export interface Problem {
+  slug: string;
+  name: string;
+  status: 'offline' | 'degraded';
+  since: string;
+  reason: string;
+  last_heartbeat_at: string | null;
+  groups: Record<GroupBy, string>;
+}
+
+export interface Problems {
+  counts: StatusCounts;
+  problems: Problem[];
+}
+
 export interface StatusEvent {
   slug: string;
   from: ProjectStatus;
@@ -140,8 +193,19 @@ async function request<T>(
   return body as T;
 }
 
+const q = encodeURIComponent;
+
 export const api = {
   graph: (signal?: AbortSignal) => request<Graph>('/api/fed/graph', { token: tokens.read(), signal }),
+  grouped: (groupBy: GroupBy, signal?: AbortSignal) =>
+    request<GroupedGraph>(`/api/fed/graph?group_by=${q(groupBy)}`, { token: tokens.read(), signal }),
+  group: (groupBy: GroupBy, key: string, signal?: AbortSignal) =>
+    request<GroupGraph>(`/api/fed/graph?group_by=${q(groupBy)}&group=${q(key)}`, {
+      token: tokens.read(),
+      signal,
+    }),
+  problems: (limit: number, signal?: AbortSignal) =>
+    request<Problems>(`/api/fed/problems?limit=${limit}`, { token: tokens.read(), signal }),
   history: (slug: string, signal?: AbortSignal) =>
     request<History>(`/api/fed/projects/${encodeURIComponent(slug)}/history`, {
       token: tokens.read(),

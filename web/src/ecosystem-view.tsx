@@ -1,31 +1,62 @@
 import {
   Background,
   Controls,
+  type Edge,
   MarkerType,
   MiniMap,
+  type Node,
   type NodeHandle,
   Position,
   ReactFlow,
   ReactFlowProvider,
   useReactFlow,
+  useStore,
 } from '@xyflow/react';
-import { type FormEvent, type ReactNode, useEffect, useMemo, useRef, useState } from 'react';
-import { type GraphEdge, PROJECT_STATUSES, type ProjectStatus } from './api.ts';
+import { type FormEvent, type ReactNode, useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import {
+  GROUP_BYS,
+  type GraphGroup,
+  type GroupBy,
+  PROJECT_STATUSES,
+  type Problem,
+  type ProjectStatus,
+} from './api.ts';
 import { AuditControl } from './audit-control.tsx';
+import { BundleEdge, type BundleEdgeType } from './bundle-edge.tsx';
 import { formatTime } from './format.ts';
+import { GroupNode, type GroupNodeType, groupLabel, StubNode, type StubNodeType } from './group-node.tsx';
 import { KindEdge, type KindEdgeType } from './kind-edge.tsx';
-import { layoutGraph, NODE_HEIGHT, NODE_WIDTH } from './layout.ts';
+import {
+  GROUP_HEIGHT,
+  GROUP_WIDTH,
+  type LayoutItem,
+  type Link,
+  NODE_HEIGHT,
+  NODE_WIDTH,
+  STUB_HEIGHT,
+  STUB_WIDTH,
+  type Position as XY,
+} from './layout.ts';
+import { ProblemsList } from './problems-list.tsx';
 import { NowContext, ProjectNode, type ProjectNodeType } from './project-node.tsx';
 import { ProjectPanel } from './project-panel.tsx';
-import { type Federation, type ProjectView, useFederation } from './use-federation.ts';
+import { type Federation, type GroupChoice, type ProjectView, useFederation } from './use-federation.ts';
+import { useLayout } from './use-layout.ts';
 
-const nodeTypes = { project: ProjectNode };
-const edgeTypes = { kind: KindEdge };
+// Not 'group': React Flow styles its own built-in group node under that name.
+const nodeTypes = { project: ProjectNode, cluster: GroupNode, stub: StubNode };
+const edgeTypes = { kind: KindEdge, bundle: BundleEdge };
+type AnyNode = ProjectNodeType | GroupNodeType | StubNodeType;
+type AnyEdge = KindEdgeType | BundleEdgeType;
+
 /** Handles are declared, not measured: with thousands of cards, measuring each would cost a layout pass. */
-const HANDLES: NodeHandle[] = [
-  { type: 'target', position: Position.Left, x: 0, y: NODE_HEIGHT / 2, width: 1, height: 1 },
-  { type: 'source', position: Position.Right, x: NODE_WIDTH - 1, y: NODE_HEIGHT / 2, width: 1, height: 1 },
+const handles = (w: number, h: number): NodeHandle[] => [
+  { type: 'target', position: Position.Left, x: 0, y: h / 2, width: 1, height: 1 },
+  { type: 'source', position: Position.Right, x: w - 1, y: h / 2, width: 1, height: 1 },
 ];
+const CARD_HANDLES = handles(NODE_WIDTH, NODE_HEIGHT);
+const GROUP_HANDLES = handles(GROUP_WIDTH, GROUP_HEIGHT);
+const STUB_HANDLES = handles(STUB_WIDTH, STUB_HEIGHT);
 /** Kept in step with the .edge-kind-* strokes in styles.css. */
 const EDGE_COLORS: Record<string, string> = {
   api: '#2f5bd3',
@@ -35,9 +66,13 @@ const EDGE_COLORS: Record<string, string> = {
   library: '#6b7686',
   default: '#8a96a8',
 };
-/** Past this many projects the mini-map (an SVG rect per project) costs more than it helps. */
+/** Past this many nodes the mini-map (an SVG rect per node) costs more than it helps. */
 const MINIMAP_MAX_NODES = 2_000;
+/** The first view shows this many cards at a readable zoom rather than every card as a speck. */
+const FIRST_VIEW_NODES = 24;
+const READABLE_ZOOM = 0.7;
 const NOW_TICK_MS = 5_000;
+const STUB_PREFIX = 'group:';
 
 interface Filters {
   statuses: ReadonlySet<ProjectStatus>;
@@ -52,6 +87,12 @@ function matches(p: ProjectView, f: Filters): boolean {
     const q = f.search.toLowerCase();
     if (!p.name.toLowerCase().includes(q) && !p.slug.includes(q)) return false;
   }
+  return true;
+}
+
+function groupMatches(g: GraphGroup, groupBy: GroupBy, f: Filters): boolean {
+  if (!PROJECT_STATUSES.some((s) => f.statuses.has(s) && g.status_counts[s] > 0)) return false;
+  if (f.search && !groupLabel(g.key, groupBy).toLowerCase().includes(f.search.toLowerCase())) return false;
   return true;
 }
 
@@ -71,106 +112,278 @@ function edgeWidth(strength: number | null): number {
   return 1 + s * 5;
 }
 
-/** Positions are recomputed only when the set of projects or edges changes, never for a status change. */
-function useLayout(projects: ProjectView[], edges: GraphEdge[]) {
-  const cache = useRef<{ key: string; positions: Map<string, { x: number; y: number }> } | undefined>(
-    undefined,
-  );
-  const key = `${projects.map((p) => p.slug).join(',')}|${edges.map((e) => `${e.from}>${e.to}`).join(',')}`;
-  if (cache.current?.key !== key) {
-    cache.current = {
-      key,
-      positions: layoutGraph(
-        projects.map((p) => p.slug),
-        edges,
-      ),
-    };
-  }
-  return cache.current.positions;
+const arrow = (color: string) => ({
+  type: MarkerType.ArrowClosed,
+  width: 18,
+  height: 18,
+  // Sized in pixels, not in stroke widths, so a strong (wide) edge does not get a huge arrow.
+  markerUnits: 'userSpaceOnUse',
+  color,
+});
+
+/** The URL says what is shown (?group_by=…&group=…), so a view can be linked and the Back button works. */
+function readUrl(): { choice: GroupChoice; group: string | undefined } {
+  const params = new URLSearchParams(window.location.search);
+  const raw = params.get('group_by');
+  const choice: GroupChoice =
+    raw === 'none' || (GROUP_BYS as readonly string[]).includes(raw ?? '') ? (raw as GroupChoice) : 'auto';
+  const group = params.get('group');
+  return { choice, group: group === null || choice === 'auto' || choice === 'none' ? undefined : group };
 }
 
-function Flow({
-  fed,
-  filters,
-  selected,
-  onSelect,
-}: {
+function writeUrl(choice: GroupChoice, group: string | undefined, push: boolean): void {
+  const params = new URLSearchParams(window.location.search);
+  if (choice === 'auto') params.delete('group_by');
+  else params.set('group_by', choice);
+  if (group === undefined) params.delete('group');
+  else params.set('group', group);
+  const search = params.toString();
+  const url = `${window.location.pathname}${search ? `?${search}` : ''}`;
+  if (push) window.history.pushState(null, '', url);
+  else window.history.replaceState(null, '', url);
+}
+
+interface FlowProps {
   fed: Federation;
   filters: Filters;
   selected: string | undefined;
+  focus: { slug: string; nonce: number } | undefined;
   onSelect: (slug: string | undefined) => void;
-}) {
-  const positions = useLayout(fed.projects, fed.edges);
-  const { fitView } = useReactFlow();
-  // Node objects are reused while nothing about them changed, so React Flow and React skip them.
-  const nodeCache = useRef(new Map<string, ProjectNodeType>());
+  onOpenGroup: (key: string) => void;
+}
 
+/** The box around the few nodes nearest the layout's top-left corner: the first, readable view. */
+function firstViewBounds(positions: Map<string, XY>, sizes: Map<string, LayoutItem>) {
+  const all = [...positions];
+  const first =
+    all.length <= FIRST_VIEW_NODES
+      ? all
+      : all.sort(([, a], [, b]) => a.x + a.y - (b.x + b.y)).slice(0, FIRST_VIEW_NODES);
+  let [x0, y0, x1, y1] = [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY, -Infinity, -Infinity];
+  for (const [id, p] of first) {
+    const size = sizes.get(id);
+    x0 = Math.min(x0, p.x);
+    y0 = Math.min(y0, p.y);
+    x1 = Math.max(x1, p.x + (size?.width ?? NODE_WIDTH));
+    y1 = Math.max(y1, p.y + (size?.height ?? NODE_HEIGHT));
+  }
+  return { x: x0, y: y0, width: Math.max(1, x1 - x0), height: Math.max(1, y1 - y0) };
+}
+
+const PAD = 40;
+
+function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProps) {
+  const { fitView, setCenter, setViewport } = useReactFlow();
+  const paneWidth = useStore((st) => st.width);
+  const paneHeight = useStore((st) => st.height);
+  const groupBy = fed.groupBy ?? 'tag';
+  const mode = fed.mode;
+
+  // What to lay out: cards, groups, or the cards of one group plus one stub per other group it links to.
+  const { items, links, key } = useMemo(() => {
+    const items: LayoutItem[] = [];
+    const links: Link[] = [];
+    if (mode === 'groups') {
+      for (const g of fed.groups) items.push({ id: g.key, width: GROUP_WIDTH, height: GROUP_HEIGHT });
+      for (const e of fed.groupEdges) links.push({ from: e.from, to: e.to });
+    } else {
+      for (const p of fed.projects) items.push({ id: p.slug, width: NODE_WIDTH, height: NODE_HEIGHT });
+      for (const e of fed.edges) links.push({ from: e.from, to: e.to });
+      const stubs = new Set<string>();
+      for (const x of fed.external) {
+        const stub = `${STUB_PREFIX}${x.group}`;
+        if (!stubs.has(stub)) items.push({ id: stub, width: STUB_WIDTH, height: STUB_HEIGHT });
+        stubs.add(stub);
+        links.push(x.direction === 'out' ? { from: x.project, to: stub } : { from: stub, to: x.project });
+      }
+    }
+    const key = `${mode}|${items.map((i) => i.id).join(',')}|${links.map((l) => `${l.from}>${l.to}`).join(',')}`;
+    return { items, links, key };
+  }, [mode, fed.groups, fed.groupEdges, fed.projects, fed.edges, fed.external]);
+  const layout = useLayout(items, links, key);
+  const positions = layout.positions;
+
+  // Node objects are reused while nothing about them changed, so React Flow and React skip them.
+  const nodeCache = useRef(new Map<string, AnyNode>());
   const { nodes, visible } = useMemo(() => {
     const cache = nodeCache.current;
-    const next = new Map<string, ProjectNodeType>();
+    const next = new Map<string, AnyNode>();
     const visible = new Set<string>();
-    const nodes = fed.projects.map((p) => {
-      const position = positions.get(p.slug) ?? { x: 0, y: 0 };
-      const hidden = !matches(p, filters);
-      if (!hidden) visible.add(p.slug);
-      const isSelected = p.slug === selected;
-      const old = cache.get(p.slug);
-      const node: ProjectNodeType =
-        old &&
-        old.data.project === p &&
-        old.position === position &&
-        old.hidden === hidden &&
-        old.selected === isSelected
-          ? old
-          : {
-              id: p.slug,
-              type: 'project',
-              position,
-              data: { project: p },
-              width: NODE_WIDTH,
-              height: NODE_HEIGHT,
-              measured: { width: NODE_WIDTH, height: NODE_HEIGHT },
-              handles: HANDLES,
-              hidden,
-              selected: isSelected,
-              draggable: false,
-              connectable: false,
-              ariaLabel: `${p.name} (${p.slug}), ${p.status}`,
-              domAttributes: { 'data-slug': p.slug, 'data-status': p.status } as Record<string, string>,
-            };
-      next.set(p.slug, node);
-      return node;
-    });
+    const nodes: AnyNode[] = [];
+    if (mode === 'groups') {
+      for (const g of fed.groups) {
+        const position = positions.get(g.key) ?? { x: 0, y: 0 };
+        const hidden = !groupMatches(g, groupBy, filters);
+        if (!hidden) visible.add(g.key);
+        const label = groupLabel(g.key, groupBy);
+        const old = cache.get(g.key) as GroupNodeType | undefined;
+        const node: GroupNodeType =
+          old &&
+          old.data.group === g &&
+          old.data.groupBy === groupBy &&
+          old.position === position &&
+          old.hidden === hidden
+            ? old
+            : {
+                id: g.key,
+                type: 'cluster',
+                position,
+                data: { group: g, groupBy },
+                width: GROUP_WIDTH,
+                height: GROUP_HEIGHT,
+                measured: { width: GROUP_WIDTH, height: GROUP_HEIGHT },
+                handles: GROUP_HANDLES,
+                hidden,
+                draggable: false,
+                connectable: false,
+                ariaLabel: `Group ${label}: ${g.count} projects, ${g.status_counts.online} online, ${g.status_counts.degraded} degraded, ${g.status_counts.offline} offline. Enter opens it.`,
+                domAttributes: { 'data-group': g.key } as Record<string, string>,
+              };
+        next.set(g.key, node);
+        nodes.push(node);
+      }
+    } else {
+      for (const p of fed.projects) {
+        const position = positions.get(p.slug) ?? { x: 0, y: 0 };
+        const hidden = !matches(p, filters);
+        if (!hidden) visible.add(p.slug);
+        const isSelected = p.slug === selected;
+        const old = cache.get(p.slug) as ProjectNodeType | undefined;
+        const node: ProjectNodeType =
+          old &&
+          old.data.project === p &&
+          old.position === position &&
+          old.hidden === hidden &&
+          old.selected === isSelected
+            ? old
+            : {
+                id: p.slug,
+                type: 'project',
+                position,
+                data: { project: p },
+                width: NODE_WIDTH,
+                height: NODE_HEIGHT,
+                measured: { width: NODE_WIDTH, height: NODE_HEIGHT },
+                handles: CARD_HANDLES,
+                hidden,
+                selected: isSelected,
+                draggable: false,
+                connectable: false,
+                ariaLabel: `${p.name} (${p.slug}), ${p.status}`,
+                domAttributes: { 'data-slug': p.slug, 'data-status': p.status } as Record<string, string>,
+              };
+        next.set(p.slug, node);
+        nodes.push(node);
+      }
+      const counts = new Map(fed.groups.map((g) => [g.key, g.status_counts]));
+      for (const item of items) {
+        if (!item.id.startsWith(STUB_PREFIX)) continue;
+        const group = item.id.slice(STUB_PREFIX.length);
+        const position = positions.get(item.id) ?? { x: 0, y: 0 };
+        visible.add(item.id);
+        const old = cache.get(item.id) as StubNodeType | undefined;
+        const node: StubNodeType =
+          old && old.position === position && old.data.counts === counts.get(group)
+            ? old
+            : {
+                id: item.id,
+                type: 'stub',
+                position,
+                data: { group, groupBy, counts: counts.get(group) },
+                width: STUB_WIDTH,
+                height: STUB_HEIGHT,
+                measured: { width: STUB_WIDTH, height: STUB_HEIGHT },
+                handles: STUB_HANDLES,
+                draggable: false,
+                connectable: false,
+                ariaLabel: `Other group ${groupLabel(group, groupBy)}. Enter opens it.`,
+                domAttributes: { 'data-stub': group } as Record<string, string>,
+              };
+        next.set(item.id, node);
+        nodes.push(node);
+      }
+    }
     nodeCache.current = next;
     return { nodes, visible };
-  }, [fed.projects, positions, filters, selected]);
+  }, [mode, fed.groups, fed.projects, positions, filters, selected, groupBy, items]);
 
-  const edges = useMemo<KindEdgeType[]>(() => {
+  const edges = useMemo<AnyEdge[]>(() => {
+    if (mode === 'groups') {
+      return fed.groupEdges.map(
+        (e): BundleEdgeType => ({
+          id: `bundle-${e.from}>${e.to}`,
+          type: 'bundle',
+          source: e.from,
+          target: e.to,
+          data: { count: e.count, kinds: e.kinds },
+          hidden: !visible.has(e.from) || !visible.has(e.to),
+          markerEnd: arrow(EDGE_COLORS.default as string),
+          focusable: false,
+          ariaLabel: `${e.count} edges from ${groupLabel(e.from, groupBy)} to ${groupLabel(e.to, groupBy)}`,
+        }),
+      );
+    }
     const known = new Set(fed.projects.map((p) => p.slug));
-    return fed.edges
+    const out: AnyEdge[] = fed.edges
       .filter((e) => known.has(e.from) && known.has(e.to))
-      .map((e) => ({
-        id: `edge-${e.id}`,
-        type: 'kind' as const,
-        source: e.from,
-        target: e.to,
-        data: { kind: e.kind, strength: e.strength },
-        hidden: !visible.has(e.from) || !visible.has(e.to),
-        className: `edge-kind-${e.kind}`,
-        style: { strokeWidth: edgeWidth(e.strength) },
-        // Sized in pixels, not in stroke widths, so a strong (wide) edge does not get a huge arrow.
-        markerEnd: {
-          type: MarkerType.ArrowClosed,
-          width: 18,
-          height: 18,
-          markerUnits: 'userSpaceOnUse',
-          color: EDGE_COLORS[e.kind] ?? EDGE_COLORS.default,
-        },
+      .map(
+        (e): KindEdgeType => ({
+          id: `edge-${e.id}`,
+          type: 'kind',
+          source: e.from,
+          target: e.to,
+          data: { kind: e.kind, strength: e.strength },
+          hidden: !visible.has(e.from) || !visible.has(e.to),
+          className: `edge-kind-${e.kind}`,
+          style: { strokeWidth: edgeWidth(e.strength) },
+          markerEnd: arrow(EDGE_COLORS[e.kind] ?? (EDGE_COLORS.default as string)),
+          focusable: false,
+          ariaLabel: `${e.from} ${e.kind} ${e.to}`,
+          domAttributes: { 'data-kind': e.kind } as Record<string, string>,
+        }),
+      );
+    for (const x of fed.external) {
+      const stub = `${STUB_PREFIX}${x.group}`;
+      const [source, target] = x.direction === 'out' ? [x.project, stub] : [stub, x.project];
+      out.push({
+        id: `ext-${source}>${target}`,
+        type: 'bundle',
+        source,
+        target,
+        data: { count: x.count, kinds: x.kinds },
+        hidden: !visible.has(x.project),
+        markerEnd: arrow(EDGE_COLORS.default as string),
         focusable: false,
-        ariaLabel: `${e.from} ${e.kind} ${e.to}`,
-        domAttributes: { 'data-kind': e.kind } as Record<string, string>,
-      }));
-  }, [fed.edges, fed.projects, visible]);
+        className: 'edge-external',
+        ariaLabel: `${x.count} edges between ${x.project} and group ${groupLabel(x.group, groupBy)}`,
+      });
+    }
+    return out;
+  }, [mode, fed.groupEdges, fed.edges, fed.projects, fed.external, visible, groupBy]);
+
+  // The first view: a readable zoom on the top-left of the layout, refitted once the worker's layout
+  // arrives unless the operator has moved the view in the meantime.
+  const moved = useRef(false);
+  const fittedFor = useRef<string>('');
+  useEffect(() => {
+    const stage = `${key}|${layout.engine}`;
+    if (positions.size === 0 || paneWidth === 0 || fittedFor.current === stage) return;
+    const fresh = !fittedFor.current.startsWith(`${key}|`);
+    fittedFor.current = stage;
+    if (fresh) moved.current = false;
+    if (moved.current) return;
+    // Computed from our own positions: React Flow may not have taken the new nodes in yet.
+    const sizes = new Map(items.map((i) => [i.id, i]));
+    const box = firstViewBounds(positions, sizes);
+    const zoom = Math.min(
+      1.1,
+      Math.max(
+        mode === 'groups' ? 0.5 : READABLE_ZOOM,
+        Math.min((paneWidth - 2 * PAD) / box.width, (paneHeight - 2 * PAD) / box.height),
+      ),
+    );
+    void setViewport({ x: PAD - box.x * zoom, y: PAD + 40 - box.y * zoom, zoom }, { duration: 0 });
+  }, [key, layout.engine, positions, setViewport, items, paneWidth, paneHeight, mode]);
 
   // Bring what the filters left into view (bounded so thousands of cards are never all on screen).
   const filterKey = `${[...filters.statuses].sort().join()}|${filters.tag}|${filters.search}`;
@@ -180,36 +393,58 @@ function Flow({
     if (firstFilter.current === filterKey) return;
     firstFilter.current = filterKey;
     if (visible.size === 0) return;
-    // Animating re-renders every card on screen each frame: only worth it for small graphs.
     void fitView({
-      nodes: [...visible].slice(0, 500).map((id) => ({ id })),
-      duration: fed.projects.length > 300 ? 0 : 250,
+      nodes: [...visible].slice(0, FIRST_VIEW_NODES).map((id) => ({ id })),
+      duration: 0,
       maxZoom: 1.2,
     });
   }, [filterKey]);
 
-  const many = fed.projects.length > MINIMAP_MAX_NODES;
+  // Focus a project picked in the problems list, once it is on the canvas.
+  const focused = useRef(0);
+  useEffect(() => {
+    if (!focus || focused.current === focus.nonce) return;
+    const p = positions.get(focus.slug);
+    if (!p || layout.pending) return;
+    focused.current = focus.nonce;
+    moved.current = true;
+    void setCenter(p.x + NODE_WIDTH / 2, p.y + NODE_HEIGHT / 2, { zoom: 1, duration: 0 });
+  }, [focus, positions, layout.pending, setCenter]);
+
+  const activate = useCallback(
+    (id: string) => {
+      if (mode === 'groups') onOpenGroup(id);
+      else if (id.startsWith(STUB_PREFIX)) onOpenGroup(id.slice(STUB_PREFIX.length));
+      else onSelect(id);
+    },
+    [mode, onOpenGroup, onSelect],
+  );
+
+  const many = nodes.length > MINIMAP_MAX_NODES;
   return (
-    <ReactFlow<ProjectNodeType, KindEdgeType>
-      nodes={nodes}
-      edges={edges}
+    <ReactFlow<Node, Edge>
+      nodes={nodes as Node[]}
+      edges={edges as Edge[]}
       nodeTypes={nodeTypes}
       edgeTypes={edgeTypes}
-      onNodeClick={(_e, node) => onSelect(node.id)}
+      onNodeClick={(_e, node) => activate(node.id)}
       // Selection stays ours; this only catches keyboard selection (Tab to a card, then Enter).
       onNodesChange={(changes) => {
-        for (const c of changes) if (c.type === 'select' && c.selected) onSelect(c.id);
+        for (const c of changes) if (c.type === 'select' && c.selected) activate(c.id);
       }}
       onPaneClick={() => onSelect(undefined)}
+      onMoveStart={(event) => {
+        // Only a person moves the view with an event; fitView and setCenter come without one.
+        if (event) moved.current = true;
+      }}
       onlyRenderVisibleElements
       nodesDraggable={false}
       nodesConnectable={false}
       elementsSelectable
-      fitView
-      fitViewOptions={{ maxZoom: 1.2, minZoom: many ? 0.25 : 0.1 }}
-      minZoom={many ? 0.2 : 0.05}
+      minZoom={0.05}
       maxZoom={2}
       proOptions={{ hideAttribution: false }}
+      data-layout={layout.pending ? 'pending' : layout.engine}
     >
       <Background gap={24} />
       <Controls showInteractive={false} />
@@ -217,7 +452,9 @@ function Flow({
         <MiniMap
           pannable
           zoomable
-          nodeClassName={(n) => `minimap-${(n as ProjectNodeType).data.project.status}`}
+          nodeClassName={(n) =>
+            n.type === 'project' ? `minimap-${(n as ProjectNodeType).data.project.status}` : 'minimap-group'
+          }
           ariaLabel="Overview of the ecosystem"
         />
       )}
@@ -254,26 +491,78 @@ const LIVE_LABEL: Record<Federation['live'], string> = {
   unavailable: 'live updates unavailable',
 };
 
+const CHOICE_LABEL: Record<GroupChoice, string> = {
+  auto: 'automatic',
+  none: 'none (every project)',
+  tag: 'tag',
+  namespace: 'namespace',
+  status: 'status',
+};
+
 export function EcosystemView() {
-  const fed = useFederation();
+  const initial = useMemo(readUrl, []);
+  const [choice, setChoice] = useState<GroupChoice>(initial.choice);
+  const [openGroup, setOpenGroup] = useState<string | undefined>(initial.group);
+  const fed = useFederation(choice, openGroup);
   const [statuses, setStatuses] = useState<ReadonlySet<ProjectStatus>>(new Set(PROJECT_STATUSES));
   const [tag, setTag] = useState('');
   const [search, setSearch] = useState('');
   const [selectedSlug, setSelectedSlug] = useState<string>();
+  const [focus, setFocus] = useState<{ slug: string; nonce: number }>();
   const filters = useMemo<Filters>(() => ({ statuses, tag, search: search.trim() }), [statuses, tag, search]);
 
+  useEffect(() => {
+    const onPop = () => {
+      const url = readUrl();
+      setChoice(url.choice);
+      setOpenGroup(url.group);
+    };
+    window.addEventListener('popstate', onPop);
+    return () => window.removeEventListener('popstate', onPop);
+  }, []);
+
+  const groupBy = fed.groupBy;
+  const open = useCallback(
+    (key: string | undefined) => {
+      // An automatic choice that shows groups is made explicit, so the URL names the group's grouping.
+      const by: GroupChoice = choice === 'auto' || choice === 'none' ? (groupBy ?? 'tag') : choice;
+      setChoice(by);
+      setOpenGroup(key);
+      setSelectedSlug(undefined);
+      writeUrl(by, key, true);
+    },
+    [choice, groupBy],
+  );
+  const changeChoice = (next: GroupChoice) => {
+    setChoice(next);
+    setOpenGroup(undefined);
+    setSelectedSlug(undefined);
+    writeUrl(next, undefined, true);
+  };
+
+  // In cards and group views the page holds the projects it shows; elsewhere the live counts come from
+  // the server's answer moved by SSE transitions.
   const counts = useMemo(() => {
-    const c: Record<ProjectStatus, number> = { online: 0, degraded: 0, offline: 0 };
-    for (const p of fed.projects) c[p.status] = (c[p.status] ?? 0) + 1;
-    return c;
-  }, [fed.projects]);
+    if (fed.mode === 'cards' && fed.loaded) {
+      const c: Record<ProjectStatus, number> = { online: 0, degraded: 0, offline: 0 };
+      for (const p of fed.projects) c[p.status] = (c[p.status] ?? 0) + 1;
+      return c;
+    }
+    return fed.counts ?? { online: 0, degraded: 0, offline: 0 };
+  }, [fed.mode, fed.loaded, fed.projects, fed.counts]);
+  const total = counts.online + counts.degraded + counts.offline;
   const allTags = useMemo(() => [...new Set(fed.projects.flatMap((p) => p.tags))].sort(), [fed.projects]);
   const names = useMemo(() => new Map(fed.projects.map((p) => [p.slug, p.name])), [fed.projects]);
   const selected = selectedSlug ? fed.projects.find((p) => p.slug === selectedSlug) : undefined;
+  const inGroups = fed.mode === 'groups';
   const shown = useMemo(
-    () => fed.projects.filter((p) => matches(p, filters)).length,
-    [fed.projects, filters],
+    () =>
+      inGroups
+        ? fed.groups.filter((g) => groupMatches(g, groupBy ?? 'tag', filters)).length
+        : fed.projects.filter((p) => matches(p, filters)).length,
+    [inGroups, fed.groups, fed.projects, filters, groupBy],
   );
+  const shownOf = inGroups ? fed.groups.length : fed.projects.length;
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
@@ -282,6 +571,16 @@ export function EcosystemView() {
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
   }, []);
+
+  // A problem picked in the list: select and centre it, opening its group first when needed.
+  const pickProblem = (p: Problem) => {
+    const nonce = Date.now();
+    setFocus({ slug: p.slug, nonce });
+    if (fed.mode !== 'cards' && groupBy && !fed.projects.some((x) => x.slug === p.slug)) {
+      open(p.groups[groupBy]);
+    }
+    setSelectedSlug(p.slug);
+  };
 
   const toggleStatus = (s: ProjectStatus) =>
     setStatuses((current) => {
@@ -296,24 +595,40 @@ export function EcosystemView() {
     setSearch('');
   };
   const unreachable = fed.error && fed.error.status !== 401;
+  const hasContent = inGroups ? fed.groups.length > 0 : fed.projects.length > 0 || fed.external.length > 0;
+  const openLabel = fed.openGroup !== undefined && groupBy ? groupLabel(fed.openGroup, groupBy) : undefined;
 
   return (
     <NowProvider>
       <div className="app">
         <header className="topbar">
           <h1>Ecosystem</h1>
-          <span className="summary" data-testid="summary">
-            {fed.projects.length} project{fed.projects.length === 1 ? '' : 's'}
+          <span className="summary" data-testid="summary" data-total={total} data-online={counts.online}>
+            {total.toLocaleString('en')} project{total === 1 ? '' : 's'}
             {PROJECT_STATUSES.map((s) => (
               <span key={s} className={`summary-${s}`}>
                 {' '}
-                · {counts[s]} {s}
+                · {counts[s].toLocaleString('en')} {s}
               </span>
             ))}
           </span>
           <span className={`live live-${fed.live}`} title="Server-Sent Events from /api/fed/events">
             <span aria-hidden="true">●</span> {LIVE_LABEL[fed.live]}
           </span>
+          <label className="field">
+            Group by
+            <select
+              aria-label="Group by"
+              value={choice}
+              onChange={(e) => changeChoice(e.target.value as GroupChoice)}
+            >
+              {(['auto', 'none', ...GROUP_BYS] as GroupChoice[]).map((c) => (
+                <option key={c} value={c}>
+                  {CHOICE_LABEL[c]}
+                </option>
+              ))}
+            </select>
+          </label>
           <span className="spacer" />
           <AuditControl onFanout={fed.onFanout} />
         </header>
@@ -324,33 +639,36 @@ export function EcosystemView() {
             {PROJECT_STATUSES.map((s) => (
               <label key={s} className={`chip chip-${s}${statuses.has(s) ? ' on' : ''}`}>
                 <input type="checkbox" checked={statuses.has(s)} onChange={() => toggleStatus(s)} />
-                {s} ({counts[s]})
+                {s} ({counts[s].toLocaleString('en')})
               </label>
             ))}
           </fieldset>
-          <label className="field">
-            Tag
-            <select value={tag} onChange={(e) => setTag(e.target.value)} aria-label="Tag">
-              <option value="">all tags</option>
-              {allTags.map((t) => (
-                <option key={t} value={t}>
-                  {t}
-                </option>
-              ))}
-            </select>
-          </label>
+          {!inGroups && (
+            <label className="field">
+              Tag
+              <select value={tag} onChange={(e) => setTag(e.target.value)} aria-label="Tag">
+                <option value="">all tags</option>
+                {allTags.map((t) => (
+                  <option key={t} value={t}>
+                    {t}
+                  </option>
+                ))}
+              </select>
+            </label>
+          )}
           <label className="field">
             Find
             <input
               type="search"
-              placeholder="name or slug"
-              aria-label="Find a project"
+              placeholder={inGroups ? 'group name' : 'name or slug'}
+              aria-label={inGroups ? 'Find a group' : 'Find a project'}
               value={search}
               onChange={(e) => setSearch(e.target.value)}
             />
           </label>
-          <span className="muted small">
-            {shown} of {fed.projects.length} shown
+          <span className="muted small" data-testid="shown">
+            {shown.toLocaleString('en')} of {shownOf.toLocaleString('en')} {inGroups ? 'groups' : 'cards'}{' '}
+            shown
             {fed.fetchedAt ? ` · updated ${formatTime(new Date(fed.fetchedAt).toISOString())}` : ''}
           </span>
         </div>
@@ -373,42 +691,82 @@ export function EcosystemView() {
           </div>
         )}
 
-        <main className="main">
-          {!fed.loaded && !fed.error && <div className="placeholder">Loading the ecosystem…</div>}
-          {fed.loaded && fed.projects.length === 0 && (
-            <div className="placeholder" data-testid="empty-state">
-              <h2>No projects yet</h2>
-              <p>
-                Projects appear here when they publish a heartbeat on <code>hub.presence.&lt;slug&gt;</code>,
-                are listed in <code>projects.yaml</code>, or are registered with{' '}
-                <code>POST /api/fed/projects</code>.
-              </p>
-            </div>
-          )}
-          {fed.loaded && fed.projects.length > 0 && (
-            <div className="canvas">
-              {shown === 0 && (
-                <div className="overlay">
-                  No project matches these filters.{' '}
-                  <button type="button" className="secondary" onClick={resetFilters}>
-                    Show all
-                  </button>
-                </div>
-              )}
-              <ReactFlowProvider>
-                <Flow fed={fed} filters={filters} selected={selected?.slug} onSelect={setSelectedSlug} />
-              </ReactFlowProvider>
-            </div>
-          )}
-          {selected && (
-            <ProjectPanel
-              project={selected}
-              edges={fed.edges}
-              names={names}
-              onClose={() => setSelectedSlug(undefined)}
+        <div className="body">
+          {fed.loaded && (
+            <ProblemsList
+              problems={fed.problems}
+              counts={fed.counts}
+              selected={selectedSlug}
+              onPick={pickProblem}
             />
           )}
-        </main>
+          <main className="main">
+            {fed.mode !== 'cards' && fed.loaded && groupBy && (
+              <nav className="breadcrumb" aria-label="Where you are">
+                {openLabel === undefined ? (
+                  <span>
+                    {fed.groups.length.toLocaleString('en')} groups by {groupBy}
+                    {fed.tooLarge ? ' (too many projects to draw each one)' : ''}
+                  </span>
+                ) : (
+                  <>
+                    <button type="button" className="secondary" onClick={() => open(undefined)}>
+                      ← All groups
+                    </button>
+                    <span>
+                      {groupBy} <strong data-testid="open-group">{openLabel}</strong>:{' '}
+                      {fed.projects.length.toLocaleString('en')} projects
+                    </span>
+                  </>
+                )}
+              </nav>
+            )}
+            {!fed.loaded && !fed.error && <div className="placeholder">Loading the ecosystem…</div>}
+            {fed.loaded && !hasContent && total === 0 && (
+              <div className="placeholder" data-testid="empty-state">
+                <h2>No projects yet</h2>
+                <p>
+                  Projects appear here when they publish a heartbeat on <code>hub.presence.&lt;slug&gt;</code>
+                  , are listed in <code>projects.yaml</code>, or are registered with{' '}
+                  <code>POST /api/fed/projects</code>.
+                </p>
+              </div>
+            )}
+            {fed.loaded && !hasContent && total > 0 && (
+              <div className="placeholder">This group has no projects (any more).</div>
+            )}
+            {fed.loaded && hasContent && (
+              <div className="canvas">
+                {shown === 0 && (
+                  <div className="overlay">
+                    Nothing matches these filters.{' '}
+                    <button type="button" className="secondary" onClick={resetFilters}>
+                      Show all
+                    </button>
+                  </div>
+                )}
+                <ReactFlowProvider>
+                  <Flow
+                    fed={fed}
+                    filters={filters}
+                    selected={selected?.slug}
+                    focus={focus}
+                    onSelect={setSelectedSlug}
+                    onOpenGroup={(key) => open(key)}
+                  />
+                </ReactFlowProvider>
+              </div>
+            )}
+            {selected && (
+              <ProjectPanel
+                project={selected}
+                edges={fed.edges}
+                names={names}
+                onClose={() => setSelectedSlug(undefined)}
+              />
+            )}
+          </main>
+        </div>
       </div>
     </NowProvider>
   );

@@ -2,10 +2,17 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import {
   ApiError,
   api,
+  type ExternalEdge,
   type FanoutRun,
   type GraphEdge,
+  type GraphGroup,
   type GraphNode,
+  type GroupBy,
+  type GroupEdge,
   type MetricsEvent,
+  PROJECT_STATUSES,
+  type Problem,
+  type StatusCounts,
   type StatusEvent,
   tokens,
 } from './api.ts';
@@ -16,6 +23,15 @@ const RETRY_AFTER_ERROR_MS = 5_000;
 const EVENTS_RECONNECT_MS = 10_000;
 /** Events are applied in batches, so a burst of thousands of transitions is a few renders, not thousands. */
 const EVENT_FLUSH_MS = 150;
+/** Above this many projects the page shows groups instead of cards (unless told otherwise). */
+export const GROUP_THRESHOLD = 500;
+/** The problems list shows this many; the header counts say how many there are in all. */
+export const PROBLEMS_LIMIT = 100;
+/** After status events, the problems list (names, reasons) and group bars are re-read at most this often. */
+const PROBLEMS_REFETCH_MS = 1_500;
+const GROUPS_REFETCH_MS = 3_000;
+
+export type GroupChoice = 'auto' | 'none' | GroupBy;
 
 export interface ProjectView extends GraphNode {
   /** Client clock (ms) at which the last heartbeat arrived, from the server's heartbeat age: no clock skew. */
@@ -24,9 +40,23 @@ export interface ProjectView extends GraphNode {
 
 export type LiveState = 'connecting' | 'live' | 'reconnecting' | 'unavailable';
 
+/** What the canvas shows: every project as a card, the groups, or one group opened. */
+export type ViewMode = 'cards' | 'groups' | 'group';
+
 export interface Federation {
+  mode: ViewMode;
+  /** The grouping in force (also while a group is open); undefined for cards. */
+  groupBy: GroupBy | undefined;
+  /** Set when the server refused the whole graph and the page fell back to groups. */
+  tooLarge: boolean;
+  openGroup: string | undefined;
   projects: ProjectView[];
   edges: GraphEdge[];
+  external: ExternalEdge[];
+  groups: GraphGroup[];
+  groupEdges: GroupEdge[];
+  counts: StatusCounts | undefined;
+  problems: Problem[];
   loaded: boolean;
   fetchedAt: number | undefined;
   error: ApiError | undefined;
@@ -57,11 +87,12 @@ function applyPatches(projects: ProjectView[], patches: Patch[]): ProjectView[] 
   projects.forEach((p, i) => {
     index.set(p.slug, i);
   });
-  const next = projects.slice();
+  let next: ProjectView[] | undefined;
   for (const patch of patches) {
     const i = index.get(patchSlug(patch));
-    const current = i === undefined ? undefined : next[i];
-    if (i === undefined || !current) continue;
+    if (i === undefined) continue;
+    next ??= projects.slice();
+    const current = next[i] as ProjectView;
     if (patch.kind === 'status') {
       const { from, to, at } = patch.event;
       // Coming back from offline takes a fresh heartbeat (the status rule), so its age is about zero.
@@ -75,7 +106,63 @@ function applyPatches(projects: ProjectView[], patches: Patch[]): ProjectView[] 
       next[i] = { ...current, metrics };
     }
   }
+  return next ?? projects;
+}
+
+/** Moves each changed project to the top (or off the list), as the server would order it. */
+function applyToProblems(list: Problem[], events: StatusEvent[], names: (slug: string) => string): Problem[] {
+  let next = list;
+  for (const e of events) {
+    const old = next.find((p) => p.slug === e.slug);
+    next = next.filter((p) => p.slug !== e.slug);
+    if (e.to === 'online') continue;
+    next = [
+      {
+        slug: e.slug,
+        name: old?.name ?? names(e.slug),
+        status: e.to,
+        since: e.at,
+        reason: e.reason,
+        last_heartbeat_at: old?.last_heartbeat_at ?? null,
+        groups: old?.groups ?? { tag: '', namespace: '', status: e.to },
+      },
+      ...next,
+    ];
+  }
+  return next.slice(0, PROBLEMS_LIMIT);
+}
+
+function applyToCounts(counts: StatusCounts | undefined, events: StatusEvent[]): StatusCounts | undefined {
+  if (!counts) return counts;
+  const next = { ...counts };
+  for (const e of events) {
+    if (e.from === e.to) continue;
+    next[e.from] = Math.max(0, next[e.from] - 1);
+    next[e.to] += 1;
+  }
   return next;
+}
+
+/** With groups by status, a transition moves one project from one group to another: no re-read needed. */
+function applyToStatusGroups(groups: GraphGroup[], events: StatusEvent[]): GraphGroup[] {
+  const byKey = new Map(groups.map((g) => [g.key, { ...g, status_counts: { ...g.status_counts } }]));
+  for (const e of events) {
+    const from = byKey.get(e.from);
+    if (from && from.count > 0) {
+      from.count -= 1;
+      from.status_counts[e.from] = Math.max(0, from.status_counts[e.from] - 1);
+    }
+    const to = byKey.get(e.to) ?? {
+      key: e.to,
+      count: 0,
+      status_counts: { online: 0, degraded: 0, offline: 0 },
+      internal_edges: 0,
+    };
+    to.count += 1;
+    to.status_counts[e.to] += 1;
+    byKey.set(e.to, to);
+  }
+  return [...byKey.values()].filter((g) => g.count > 0).sort((a, b) => b.count - a.count);
 }
 
 function parse<T>(e: MessageEvent): T | undefined {
@@ -86,10 +173,25 @@ function parse<T>(e: MessageEvent): T | undefined {
   }
 }
 
-/** The whole ecosystem: one GET /api/fed/graph, then SSE patches, with a periodic re-fetch as a fallback. */
-export function useFederation(): Federation {
+const sum = (c: StatusCounts) => PROJECT_STATUSES.reduce((n, s) => n + (c[s] ?? 0), 0);
+
+/**
+ * The ecosystem as the page shows it. First the problems list with the live counts (one small
+ * request); from their total the page decides between cards (one GET /api/fed/graph) and groups
+ * (GET /api/fed/graph?group_by=…, never every project); then SSE patches keep it live, with a
+ * periodic re-fetch as a fallback.
+ */
+export function useFederation(choice: GroupChoice, openGroup: string | undefined): Federation {
+  const [mode, setMode] = useState<ViewMode>('cards');
+  const [groupBy, setGroupBy] = useState<GroupBy>();
+  const [tooLarge, setTooLarge] = useState(false);
   const [projects, setProjects] = useState<ProjectView[]>([]);
   const [edges, setEdges] = useState<GraphEdge[]>([]);
+  const [external, setExternal] = useState<ExternalEdge[]>([]);
+  const [groups, setGroups] = useState<GraphGroup[]>([]);
+  const [groupEdges, setGroupEdges] = useState<GroupEdge[]>([]);
+  const [counts, setCounts] = useState<StatusCounts>();
+  const [problems, setProblems] = useState<Problem[]>([]);
   const [loaded, setLoaded] = useState(false);
   const [fetchedAt, setFetchedAt] = useState<number>();
   const [error, setError] = useState<ApiError>();
@@ -100,9 +202,34 @@ export function useFederation(): Federation {
   const inFlight = useRef<AbortController | undefined>(undefined);
   const retryTimer = useRef<number | undefined>(undefined);
   const knownSlugs = useRef(new Set<string>());
+  const names = useRef(new Map<string, string>());
+  const shown = useRef<{ mode: ViewMode; groupBy: GroupBy | undefined }>({
+    mode: 'cards',
+    groupBy: undefined,
+  });
   // Events that arrive while a fetch is in flight may be newer than its snapshot: re-applied after it.
   const sinceFetch = useRef<Patch[] | null>(null);
   const fanoutListeners = useRef(new Set<(run: Partial<FanoutRun> & { id: string }) => void>());
+  const choiceRef = useRef({ choice, openGroup });
+  choiceRef.current = { choice, openGroup };
+
+  const fail = useCallback((err: unknown, controller: AbortController, retry: () => void) => {
+    if (controller.signal.aborted || (err as Error).name === 'AbortError') return;
+    const apiError = err instanceof ApiError ? err : new ApiError(0, String(err));
+    setError(apiError);
+    sinceFetch.current = null;
+    if (apiError.status === 401) {
+      setNeedsReadToken(true);
+      return;
+    }
+    retryTimer.current = window.setTimeout(retry, RETRY_AFTER_ERROR_MS);
+  }, []);
+
+  const applyProblems = useCallback((p: { counts: StatusCounts; problems: Problem[] }) => {
+    setCounts(p.counts);
+    setProblems(p.problems);
+    for (const item of p.problems) names.current.set(item.slug, item.name);
+  }, []);
 
   const refresh = useCallback(() => {
     inFlight.current?.abort();
@@ -110,37 +237,88 @@ export function useFederation(): Federation {
     const controller = new AbortController();
     inFlight.current = controller;
     sinceFetch.current = [];
-    api.graph(controller.signal).then(
-      (graph) => {
-        if (controller.signal.aborted) return;
-        const now = Date.now();
-        const fresh = (graph.nodes ?? []).map((n) => toView(n, now));
-        fresh.sort((a, b) => (a.slug < b.slug ? -1 : a.slug > b.slug ? 1 : 0));
-        const nodes = applyPatches(fresh, sinceFetch.current ?? []);
-        sinceFetch.current = null;
-        knownSlugs.current = new Set(nodes.map((n) => n.slug));
-        setProjects(nodes);
-        setEdges(graph.edges ?? []);
-        setFetchedAt(now);
-        setLoaded(true);
-        setError(undefined);
-        setNeedsReadToken(false);
-      },
-      (err: unknown) => {
-        if (controller.signal.aborted) return;
-        const apiError = err instanceof ApiError ? err : new ApiError(0, String(err));
-        setError(apiError);
-        if (apiError.status === 401) {
-          setNeedsReadToken(true);
-          return;
+    const { signal } = controller;
+    const { choice: wanted, openGroup: open } = choiceRef.current;
+    (async () => {
+      const p = await api.problems(PROBLEMS_LIMIT, signal);
+      if (signal.aborted) return;
+      applyProblems(p);
+      const total = sum(p.counts);
+      let by: GroupBy | undefined =
+        wanted === 'none'
+          ? undefined
+          : wanted === 'auto'
+            ? total > GROUP_THRESHOLD
+              ? 'tag'
+              : undefined
+            : wanted;
+      let large = false;
+      const now = () => Date.now();
+      if (!by) {
+        try {
+          const graph = await api.graph(signal);
+          if (signal.aborted) return;
+          const at = now();
+          const fresh = (graph.nodes ?? []).map((n) => toView(n, at));
+          fresh.sort((a, b) => (a.slug < b.slug ? -1 : a.slug > b.slug ? 1 : 0));
+          const nodes = applyPatches(fresh, sinceFetch.current ?? []);
+          knownSlugs.current = new Set(nodes.map((n) => n.slug));
+          for (const n of nodes) names.current.set(n.slug, n.name);
+          shown.current = { mode: 'cards', groupBy: undefined };
+          setMode('cards');
+          setGroupBy(undefined);
+          setTooLarge(false);
+          setProjects(nodes);
+          setEdges(graph.edges ?? []);
+          setExternal([]);
+          setGroups([]);
+          setGroupEdges([]);
+        } catch (err) {
+          // The server draws the line (FED_GRAPH_MAX_NODES): past it, groups are the only view.
+          if (!(err instanceof ApiError && err.status === 400)) throw err;
+          by = 'tag';
+          large = true;
         }
-        sinceFetch.current = null;
-        retryTimer.current = window.setTimeout(refresh, RETRY_AFTER_ERROR_MS);
-      },
-    );
-  }, []);
+      }
+      if (by) {
+        const [grouped, group] = await Promise.all([
+          api.grouped(by, signal),
+          open === undefined ? Promise.resolve(undefined) : api.group(by, open, signal),
+        ]);
+        if (signal.aborted) return;
+        const at = now();
+        setGroupBy(by);
+        setTooLarge(large);
+        setGroups(grouped.groups);
+        setGroupEdges(grouped.edges);
+        if (group) {
+          const fresh = group.nodes.map((n) => toView(n, at));
+          const nodes = applyPatches(fresh, sinceFetch.current ?? []);
+          knownSlugs.current = new Set(nodes.map((n) => n.slug));
+          for (const n of nodes) names.current.set(n.slug, n.name);
+          shown.current = { mode: 'group', groupBy: by };
+          setMode('group');
+          setProjects(nodes);
+          setEdges(group.edges);
+          setExternal(group.external_edges);
+        } else {
+          knownSlugs.current = new Set();
+          shown.current = { mode: 'groups', groupBy: by };
+          setMode('groups');
+          setProjects([]);
+          setEdges([]);
+          setExternal([]);
+        }
+      }
+      sinceFetch.current = null;
+      setFetchedAt(now());
+      setLoaded(true);
+      setError(undefined);
+      setNeedsReadToken(false);
+    })().catch((err: unknown) => fail(err, controller, refresh));
+  }, [applyProblems, fail]);
 
-  // biome-ignore lint/correctness/useExhaustiveDependencies: a new token means fetching again
+  // biome-ignore lint/correctness/useExhaustiveDependencies: a new choice, group or token means fetching again
   useEffect(() => {
     refresh();
     const timer = window.setInterval(refresh, REFRESH_INTERVAL_MS);
@@ -149,7 +327,7 @@ export function useFederation(): Federation {
       window.clearTimeout(retryTimer.current);
       inFlight.current?.abort();
     };
-  }, [refresh, tokenVersion]);
+  }, [refresh, tokenVersion, choice, openGroup]);
 
   // biome-ignore lint/correctness/useExhaustiveDependencies: a new token means a new stream URL
   useEffect(() => {
@@ -160,17 +338,48 @@ export function useFederation(): Federation {
     let source: EventSource | undefined;
     let reconnectTimer: number | undefined;
     let flushTimer: number | undefined;
+    let problemsTimer: number | undefined;
+    let groupsTimer: number | undefined;
     let dropped = false;
     let closed = false;
     const queue: Patch[] = [];
+
+    const refetchProblems = () => {
+      problemsTimer = undefined;
+      api.problems(PROBLEMS_LIMIT).then(applyProblems, () => {});
+    };
+    const refetchGroups = () => {
+      groupsTimer = undefined;
+      const by = shown.current.groupBy;
+      if (!by) return;
+      api.grouped(by).then(
+        (g) => {
+          if (shown.current.groupBy !== by) return;
+          setGroups(g.groups);
+          setGroupEdges(g.edges);
+        },
+        () => {},
+      );
+    };
 
     const flush = () => {
       flushTimer = undefined;
       const patches = queue.splice(0);
       if (patches.length === 0) return;
-      setProjects((current) => applyPatches(current, patches));
+      const statuses = patches.flatMap((p) => (p.kind === 'status' ? [p.event] : []));
+      if (shown.current.mode !== 'groups') setProjects((current) => applyPatches(current, patches));
+      if (statuses.length > 0) {
+        setCounts((c) => applyToCounts(c, statuses));
+        setProblems((list) => applyToProblems(list, statuses, (s) => names.current.get(s) ?? s));
+        // Names and reasons of projects the page has never seen come with the next read of the list.
+        problemsTimer ??= window.setTimeout(refetchProblems, PROBLEMS_REFETCH_MS);
+        if (shown.current.groupBy === 'status') setGroups((g) => applyToStatusGroups(g, statuses));
+        else if (shown.current.groupBy) groupsTimer ??= window.setTimeout(refetchGroups, GROUPS_REFETCH_MS);
+      }
       // A slug we have never seen is a project registered since the last fetch.
-      if (patches.some((p) => !knownSlugs.current.has(patchSlug(p)))) refresh();
+      if (shown.current.mode === 'cards' && patches.some((p) => !knownSlugs.current.has(patchSlug(p)))) {
+        refresh();
+      }
     };
     const enqueue = (patch: Patch) => {
       queue.push(patch);
@@ -217,6 +426,8 @@ export function useFederation(): Federation {
       source?.close();
       window.clearTimeout(reconnectTimer);
       window.clearTimeout(flushTimer);
+      window.clearTimeout(problemsTimer);
+      window.clearTimeout(groupsTimer);
     };
   }, [refresh, tokenVersion]);
 
@@ -233,8 +444,17 @@ export function useFederation(): Federation {
   }, []);
 
   return {
+    mode,
+    groupBy,
+    tooLarge,
+    openGroup: mode === 'group' ? openGroup : undefined,
     projects,
     edges,
+    external,
+    groups,
+    groupEdges,
+    counts,
+    problems,
     loaded,
     fetchedAt,
     error,
