@@ -55,7 +55,6 @@ export function usage(): string {
 function isUsageError(err: unknown): boolean {
   const code = (err as { code?: string }).code;
   return (
-    err instanceof ConfigError ||
     code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
     code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ||
     code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
@@ -82,6 +81,11 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {
+    // A bad environment variable names itself; a bad option points at the command's --help.
+    if (err instanceof ConfigError) {
+      console.error(`federation: ${err.message.split('\n')[0]}`);
+      return 2;
+    }
     if (!isUsageError(err)) throw err;
     console.error(
       `federation ${name}: ${(err as Error).message.split('\n')[0]} (see federation ${name} --help)`,
