@@ -13,6 +13,7 @@ Prints readable lines; the last line is one JSON object. See bench/README.md.
 
   --quick              shorter phases (finishes in under 45 s)
   --stages             instead, measure each stage of the heartbeat path alone (to find a bottleneck)
+  --startup            instead, time federation --help and npm start until healthy (-- --startup --help)
   --projects N         distinct projects in the load (default 10000)
   --rounds N           measured heartbeats per project through the service (default 60, quick 30)
   --baseline-rounds N  heartbeats per project through the per-message baseline (default 3, quick 1)
@@ -79,6 +80,7 @@ async function presenceBench(argv: string[]): Promise<number> {
 const MODES: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {
   '--scale': () => import('./scale-bench.ts'),
   '--view': () => import('./view-bench.ts'),
+  '--startup': () => import('./startup-bench.ts'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,6 +1,11 @@
 #!/usr/bin/env node
-// The package ships TypeScript sources; tsx compiles them on load so `npm ci && npm start` needs no build step.
-import { register } from 'tsx/esm/api';
+// Runs the compiled command (dist/, built by `npm run build`, which `npm ci` runs through `prepare`).
+// `npm run dev` runs the TypeScript sources under tsx instead.
+import { existsSync } from 'node:fs';
 
-register();
-await import('../src/cli.ts');
+const entry = new URL('../dist/cli.js', import.meta.url);
+if (!existsSync(entry)) {
+  console.error('federation: dist/cli.js is missing; run `npm run build` (or `npm run dev` for the sources)');
+  process.exit(1);
+}
+await import(entry.href);

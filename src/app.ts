@@ -14,6 +14,7 @@ import { fanoutPlugin } from './fanout/plugin.ts';
 import { authPlugin } from './http/auth.ts';
 import { compressionPlugin } from './http/compression.ts';
 import { errorsPlugin } from './http/errors.ts';
+import { openApiOptions } from './http/openapi.ts';
 import { ErrorSchema } from './http/schemas.ts';
 import { SERVICE_VERSION, systemRoutes } from './http/system-routes.ts';
 import { textGuardPlugin } from './http/text-guard.ts';
@@ -88,20 +89,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     await app.register(compressionPlugin);
     await app.register(textGuardPlugin);
     await app.register(authPlugin, { adminToken: config.adminToken, readToken: config.readToken });
-    await app.register(swagger, {
-      openapi: {
-        info: {
-          title: 'CommandCenter Federation Service',
-          version: SERVICE_VERSION,
-          description:
-            'Catalog, live presence, metrics, integration edges and fan-out actions of CommandCenter projects',
-        },
-        components: {
-          securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-        },
-        security: [{ bearer: [] }],
-      },
-    });
+    await app.register(swagger, openApiOptions(SERVICE_VERSION));
     await app.register(swaggerUi, { routePrefix: '/api/fed/docs' });
 
     app.health.register('database', async () => {

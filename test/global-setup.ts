@@ -1,10 +1,12 @@
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
+import { ensureBuilt } from './helpers/build.ts';
 import { SHARED_NATS_URL } from './helpers/nats-server.ts';
 import { POSTGRES_ADMIN_URL } from './helpers/postgres.ts';
 
 /** The suite needs real PostgreSQL and NATS; say so plainly instead of failing in a hundred places. */
 export default async function setup(): Promise<void> {
+  ensureBuilt();
   const client = new pg.Client({ connectionString: POSTGRES_ADMIN_URL, connectionTimeoutMillis: 3000 });
   try {
     await client.connect();

@@ -4,7 +4,7 @@ import {
   type ActionReply,
   type ActionRequest,
   actionSubject,
-} from '../protocol/index.ts';
+} from '../protocol/wire.ts';
 
 /** Header the Federation Service sets to the slug a request is meant for (see fan-out). */
 export const TARGET_SLUG_HEADER = 'Fed-Target-Slug';

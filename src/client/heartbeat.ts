@@ -15,7 +15,7 @@ import {
   presenceSubject,
   SLUG_MAX_LENGTH,
   SLUG_PATTERN,
-} from '../protocol/index.ts';
+} from '../protocol/wire.ts';
 
 export const DEFAULT_PROJECT_SLUG = 'commandcenter';
 export const DEFAULT_HUB_URL = 'http://localhost:8000';

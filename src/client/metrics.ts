@@ -10,7 +10,7 @@ import {
   metricsSubject,
   SLUG_MAX_LENGTH,
   SLUG_PATTERN,
-} from '../protocol/index.ts';
+} from '../protocol/wire.ts';
 
 /** How long publishMetrics waits for JetStream to confirm that the stream stored the message. */
 export const DEFAULT_METRICS_PUBLISH_TIMEOUT_MS = 5000;

@@ -1,5 +1,5 @@
+import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
-import { openDatabase } from '../db/connection.ts';
 import type { Command } from './types.ts';
 
 export const migrateCommand: Command = {
@@ -8,8 +8,10 @@ export const migrateCommand: Command = {
 
 Applies the SQL migrations under drizzle/ to DATABASE_URL (or the PGlite database in FED_DATA_DIR).
 Running it again changes nothing.`,
-  async run() {
+  async run(argv) {
+    parseArgs({ args: argv, options: {} }); // no options: anything else is a usage error
     const config = loadConfig();
+    const { openDatabase } = await import('../db/connection.ts');
     const handle = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     try {
       await handle.migrate();

@@ -20,6 +20,8 @@ function age(iso: string | null, now: number): string {
   return `${Math.round(s / 86400)}d ago`;
 }
 
+const STATUSES = ['online', 'offline', 'degraded'];
+
 export function formatTable(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows
@@ -54,6 +56,12 @@ export const projectsCommand: Command = {
         json: { type: 'boolean' },
       },
     });
+    if (values.status !== undefined && !STATUSES.includes(values.status)) {
+      console.error(
+        `federation projects: --status ${JSON.stringify(values.status)} is invalid: expected ${STATUSES.join(', ')}`,
+      );
+      return 2;
+    }
     const base = (values.url ?? process.env.FEDERATION_URL ?? 'http://127.0.0.1:8001').replace(/\/$/, '');
     const token = values.token ?? process.env.FEDERATION_TOKEN;
     const all: ProjectRow[] = [];
@@ -63,10 +71,17 @@ export const projectsCommand: Command = {
       if (values.status) qs.set('status', values.status);
       if (values.tag) qs.set('tag', values.tag);
       if (cursor) qs.set('cursor', cursor);
-      const res = await apiGet(`${base}/api/fed/projects?${qs}`, token);
+      let res: Response;
+      try {
+        res = await apiGet(`${base}/api/fed/projects?${qs}`, token);
+      } catch (err) {
+        const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
+        console.error(`federation projects: cannot reach ${base}: ${cause}`);
+        return 1;
+      }
       if (!res.ok) {
         const body = (await res.json().catch(() => ({}))) as { message?: string };
-        console.error(`error: ${res.status} ${body.message ?? res.statusText}`);
+        console.error(`federation projects: ${res.status} ${body.message ?? res.statusText}`);
         return 1;
       }
       all.push(...((await res.json()) as ProjectRow[]));

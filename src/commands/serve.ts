@@ -1,4 +1,4 @@
-import { buildApp } from '../app.ts';
+import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
 import type { Command } from './types.ts';
 
@@ -9,8 +9,11 @@ export const serveCommand: Command = {
 Runs the service on HOST:PORT (127.0.0.1:8001). The database is PostgreSQL when DATABASE_URL is a
 postgres:// URL, otherwise embedded PGlite under FED_DATA_DIR (./.federation). Migrations run first.
 Configuration comes from the environment; see .env.example.`,
-  async run() {
+  async run(argv) {
+    parseArgs({ args: argv, options: {} }); // no options: anything else is a usage error
     const config = loadConfig();
+    // Loaded here, not at the top: `federation serve --help` should not load the whole server.
+    const { buildApp } = await import('../app.ts');
     const app = await buildApp({ config });
     let closing = false;
     const shutdown = async (signal: string) => {

@@ -1,12 +1,14 @@
 import { Type } from 'typebox';
 
+export const ERROR_SCHEMA_ID = 'Error';
+
 export const ErrorSchema = Type.Object(
   {
     error: Type.String({ description: 'machine-readable code, e.g. bad_request, not_found, unauthorized' }),
     message: Type.String({ description: 'a human sentence' }),
     details: Type.Optional(Type.Unknown()),
   },
-  { $id: 'Error' },
+  { $id: ERROR_SCHEMA_ID },
 );
 
 /** Standard error responses a route may add to its schema. */

@@ -1,41 +1,24 @@
 /**
  * The wire contract between the Federation Service and project backends: subjects and JSON payloads.
- * A project embeds this module (through `./client`), so it imports nothing of the server.
+ * The server validates with these TypeBox schemas; ./wire.ts holds the constants without them (what
+ * `src/client/` and the package's `/protocol` entry load). Imports nothing of the server.
  */
 import { type Static, Type } from 'typebox';
+import {
+  EDGE_KINDS,
+  MAX_METRIC_TEXT_LENGTH,
+  METRIC_TYPE_PATTERN,
+  PROJECT_STATUSES,
+  SLUG_MAX_LENGTH,
+  SLUG_PATTERN,
+} from './wire.ts';
 
-export { findUnstorableText, MAX_CHECKED_DEPTH, unstorableTextMessage } from './unstorable-text.ts';
-
-export const SLUG_PATTERN = '^[a-z0-9-]+$';
-export const SLUG_MAX_LENGTH = 50;
-export const MAX_HEARTBEAT_BYTES = 8 * 1024;
-export const MAX_METRICS_BYTES = 64 * 1024;
-export const METRIC_TYPE_PATTERN = '^[A-Za-z0-9_.:-]{1,100}$';
-export const MAX_METRIC_TEXT_LENGTH = 500;
-
-export const PRESENCE_SUBJECT_PREFIX = 'hub.presence.';
-export const PRESENCE_WILDCARD = 'hub.presence.*';
-export const STATUS_SUBJECT_PREFIX = 'fed.status.';
-export const STATUS_WILDCARD = 'fed.status.>';
-export const FANOUT_SUBJECT_PREFIX = 'fed.fanout.';
-export const FANOUT_WILDCARD = 'fed.fanout.>';
-export const METRICS_KINDS = ['graph', 'audit'] as const;
-export type MetricsKind = (typeof METRICS_KINDS)[number];
-
-export const presenceSubject = (slug: string): string => `${PRESENCE_SUBJECT_PREFIX}${slug}`;
-export const statusSubject = (slug: string): string => `${STATUS_SUBJECT_PREFIX}${slug}`;
-export const fanoutSubject = (runId: string): string => `${FANOUT_SUBJECT_PREFIX}${runId}`;
-export const metricsSubject = (kind: MetricsKind, slug: string): string => `${kind}.summary.${slug}`;
-export const actionSubject = (meshNamespace: string, action: string): string =>
-  `${meshNamespace}.actions.${action}`;
+export * from './wire.ts';
 
 export const SlugSchema = Type.String({ pattern: SLUG_PATTERN, minLength: 1, maxLength: SLUG_MAX_LENGTH });
-export const PROJECT_STATUSES = ['online', 'offline', 'degraded'] as const;
 export const ProjectStatusSchema = Type.Enum(PROJECT_STATUSES);
 export type ProjectStatus = Static<typeof ProjectStatusSchema>;
-export const EDGE_KINDS = ['api', 'queue', 'shared-schema', 'event', 'library'] as const;
 export const EdgeKindSchema = Type.Enum(EDGE_KINDS);
-export const ACTION_NAME_PATTERN = '^[a-z0-9][a-z0-9_-]{0,63}$';
 
 export const HeartbeatIntegrationSchema = Type.Object({
   to: SlugSchema,
@@ -97,9 +80,3 @@ export const StatusEventSchema = Type.Object({
   reason: Type.String(),
 });
 export type StatusEvent = Static<typeof StatusEventSchema>;
-
-/** Parses an ISO 8601 time; returns undefined for anything else. */
-export function parseTime(value: string): Date | undefined {
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? undefined : new Date(ms);
-}
