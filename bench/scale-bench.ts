@@ -157,11 +157,16 @@ function metricValue(text: string, name: string, labels: Record<string, string> 
   return sum;
 }
 
+/** One request, timed; a failed connection counts as status 0 instead of ending the run. */
 async function timed(url: string, init?: RequestInit): Promise<{ ms: number; status: number; body: string }> {
   const t0 = performance.now();
-  const res = await fetch(url, init);
-  const body = await res.text();
-  return { ms: performance.now() - t0, status: res.status, body };
+  try {
+    const res = await fetch(url, init);
+    const body = await res.text();
+    return { ms: performance.now() - t0, status: res.status, body };
+  } catch {
+    return { ms: performance.now() - t0, status: 0, body: '' };
+  }
 }
 
 export async function runScaleBench(o: Options): Promise<Record<string, unknown>> {
@@ -234,7 +239,13 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
         if (e.to === 'offline' && !offlineAt.has(e.slug)) offlineAt.set(e.slug, Date.now());
       }
     })();
-    const scrape = async () => (await fetch(`${base}/metrics`)).text();
+    const scrape = async (): Promise<string> => {
+      for (let attempt = 0; ; attempt++) {
+        const r = await timed(`${base}/metrics`);
+        if (r.status === 200 || attempt >= 5) return r.body;
+        await sleep(200);
+      }
+    };
 
     // 1. A whole fleet's first heartbeats at once.
     const probes = Array.from({ length: PROBES }, (_, i) => `scale-probe-${i}`);
@@ -332,7 +343,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     const bySlug: number[] = [];
     const errors: Record<string, number> = {};
     const count = (status: number) => {
-      if (status >= 400) errors[status] = (errors[status] ?? 0) + 1;
+      if (status >= 400 || status === 0) errors[status] = (errors[status] ?? 0) + 1;
     };
     const running = () => Date.now() < loadEnd;
     let probeVersion = 0;

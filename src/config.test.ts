@@ -18,7 +18,7 @@ describe('loadConfig', () => {
       degradedAfterS: 45,
       offlineAfterS: 90,
       metricsRetentionDays: 30,
-      heartbeatBufferMaxBytes: 67108864,
+      heartbeatBufferMaxBytes: 268435456,
     });
     expect(c.sweepIntervalS).toBeLessThanOrEqual(0.5);
     expect(Object.isFrozen(c)).toBe(true);

@@ -31,7 +31,8 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
     load: async () => (await import('./fanout.ts')).fanoutCommand,
   },
   simulate: {
-    summary: 'run N fake projects publishing heartbeats (demos and load); Ctrl-C stops',
+    summary:
+      'run N fake projects that beat, die and come back, publish metrics and answer audits; Ctrl-C stops',
     load: async () => (await import('./simulate.ts')).simulateCommand,
   },
   bench: {
