@@ -14,6 +14,7 @@ import { fanoutPlugin } from './fanout/plugin.ts';
 import { authPlugin } from './http/auth.ts';
 import { errorsPlugin } from './http/errors.ts';
 import { ErrorSchema } from './http/schemas.ts';
+import { securityPlugin } from './http/security.ts';
 import { SERVICE_VERSION, systemRoutes } from './http/system-routes.ts';
 import { textGuardPlugin } from './http/text-guard.ts';
 import { validatorCompiler } from './http/validation.ts';
@@ -84,6 +85,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     app.addSchema(ErrorSchema);
     await app.register(corePlugin, { config, clock, database, nats, catalog, projectsFile });
     await app.register(errorsPlugin);
+    // Headers, CORS and rate limits: before auth, so an address over its failure budget is refused first.
+    await app.register(securityPlugin, {
+      corsOrigins: config.corsOrigins,
+      rateLimitWrites: config.rateLimitWrites,
+      rateLimitAuthFailures: config.rateLimitAuthFailures,
+      rateLimitWindowS: config.rateLimitWindowS,
+    });
     await app.register(textGuardPlugin);
     await app.register(authPlugin, { adminToken: config.adminToken, readToken: config.readToken });
     await app.register(swagger, {
