@@ -54,10 +54,11 @@ describe('the CSP leaves the view and the docs working (Chromium)', () => {
       ],
     });
     // Every violation fires this DOM event; the console message alone can be missed on navigation.
-    await context.addInitScript(() => {
-      document.addEventListener('securitypolicyviolation', (e) => {
-        console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
-      });
+    await context.addInitScript({
+      content: `document.addEventListener('securitypolicyviolation', (e) => {
+        console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI);
+      });`,
+    });
     });
     page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(15_000);
@@ -93,13 +94,13 @@ describe('the CSP leaves the view and the docs working (Chromium)', () => {
 
   it('would see a violation if the policy blocked something (the check can fail)', async () => {
     await page.goto(`${base}/ecosystem`);
-    await page.evaluate(() => {
+    await page.evaluate(`(() => {
       const s = document.createElement('script');
       s.textContent = 'window.__inline = 1';
       document.body.appendChild(s);
-    });
+    })()`);
     await expect.poll(() => violations.length).toBeGreaterThan(0);
-    expect(await page.evaluate(() => (window as unknown as { __inline?: number }).__inline)).toBeUndefined();
+    expect(await page.evaluate('window.__inline')).toBeUndefined();
     violations.length = 0;
   });
 });
