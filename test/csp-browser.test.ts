@@ -59,7 +59,6 @@ describe('the CSP leaves the view and the docs working (Chromium)', () => {
         console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI);
       });`,
     });
-    });
     page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(15_000);
     page.on('console', (msg) => {
