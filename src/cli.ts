@@ -14,6 +14,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   fanout: async () => (await import('./commands/fanout.ts')).fanoutCommand,
   simulate: async () => (await import('./commands/simulate.ts')).simulateCommand,
   bench: async () => (await import('./commands/bench.ts')).benchCommand,
+  'nats-users': async () => (await import('./commands/nats-users.ts')).natsUsersCommand,
 };
 
 async function usage(): Promise<string> {

@@ -26,6 +26,11 @@ export const presenceSubject = (slug: string): string => `${PRESENCE_SUBJECT_PRE
 export const statusSubject = (slug: string): string => `${STATUS_SUBJECT_PREFIX}${slug}`;
 export const fanoutSubject = (runId: string): string => `${FANOUT_SUBJECT_PREFIX}${runId}`;
 export const metricsSubject = (kind: MetricsKind, slug: string): string => `${kind}.summary.${slug}`;
+/**
+ * The inbox prefix a project's connection uses (nats.js `inboxPrefix`) when NATS permissions are on
+ * (deploy/nats/): a project may subscribe to its own inboxes only, never to another's replies.
+ */
+export const projectInboxPrefix = (slug: string): string => `_INBOX_${slug}`;
 export const actionSubject = (meshNamespace: string, action: string): string =>
   `${meshNamespace}.actions.${action}`;
 
