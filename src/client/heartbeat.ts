@@ -3,6 +3,8 @@ import {
   EDGE_KINDS,
   type Heartbeat,
   MAX_HEARTBEAT_BYTES,
+  MAX_INTERVAL_S,
+  MIN_INTERVAL_S,
   presenceSubject,
   SLUG_MAX_LENGTH,
   SLUG_PATTERN,
@@ -16,8 +18,8 @@ export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 export const DEFAULT_VERSION = 'unknown';
 /** ±10 % spread around the interval, so a fleet restarted together drifts apart instead of beating in lockstep. */
 export const DEFAULT_JITTER_RATIO = 0.1;
-export const MIN_HEARTBEAT_INTERVAL_S = 0.05;
-export const MAX_HEARTBEAT_INTERVAL_S = 86_400;
+export const MIN_HEARTBEAT_INTERVAL_S = MIN_INTERVAL_S;
+export const MAX_HEARTBEAT_INTERVAL_S = MAX_INTERVAL_S;
 /** A failing publisher logs at most once per this period (with the count of failures since). */
 export const PUBLISH_ERROR_LOG_PERIOD_MS = 60_000;
 /** While NATS cannot be reached at start, the publisher tries again this often (or every interval, if shorter). */

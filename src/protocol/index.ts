@@ -9,6 +9,9 @@ export { findUnstorableText, MAX_CHECKED_DEPTH, unstorableTextMessage } from './
 export const SLUG_PATTERN = '^[a-z0-9-]+$';
 export const SLUG_MAX_LENGTH = 50;
 export const MAX_HEARTBEAT_BYTES = 8 * 1024;
+/** Bounds of a heartbeat's announced `interval_s`, in seconds. */
+export const MIN_INTERVAL_S = 0.05;
+export const MAX_INTERVAL_S = 86_400;
 export const MAX_METRICS_BYTES = 64 * 1024;
 export const METRIC_TYPE_PATTERN = '^[A-Za-z0-9_.:-]{1,100}$';
 export const MAX_METRIC_TEXT_LENGTH = 500;
@@ -62,7 +65,9 @@ export const HeartbeatSchema = Type.Object({
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   tags: Type.Optional(Type.Array(Type.String({ maxLength: 100 }), { maxItems: 50 })),
   health: Type.Optional(Type.Union([Type.Literal('ok'), Type.Literal('degraded')])),
-  interval_s: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 86400 })),
+  // A floor, not just > 0: 1e-300 passed "> 0" and then underflowed the REAL column, so a heartbeat
+  // answered 202 was dropped by the writer (found by the fuzz tests).
+  interval_s: Type.Optional(Type.Number({ minimum: MIN_INTERVAL_S, maximum: MAX_INTERVAL_S })),
   integrations: Type.Optional(Type.Array(HeartbeatIntegrationSchema, { maxItems: 100 })),
 });
 export type Heartbeat = Static<typeof HeartbeatSchema>;
