@@ -76,7 +76,9 @@ async function presenceBench(argv: string[]): Promise<number> {
  * The other benchmarks, one module each exporting `main(argv)`: `npm run bench -- --scale`,
  * `-- --view`, `-- --startup`. A mode's module is imported only when its flag is given.
  */
-const MODES: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {};
+const MODES: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {
+  '--soak': () => import('./soak.ts'),
+};
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
