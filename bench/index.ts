@@ -81,6 +81,7 @@ const MODES: Record<string, () => Promise<{ main(argv: string[]): Promise<number
   '--scale': () => import('./scale-bench.ts'),
   '--view': () => import('./view-bench.ts'),
   '--startup': () => import('./startup-bench.ts'),
+  '--soak': () => import('./soak.ts'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -16,6 +16,7 @@ import { compressionPlugin } from './http/compression.ts';
 import { errorsPlugin } from './http/errors.ts';
 import { openApiOptions } from './http/openapi.ts';
 import { ErrorSchema } from './http/schemas.ts';
+import { securityPlugin } from './http/security.ts';
 import { SERVICE_VERSION, systemRoutes } from './http/system-routes.ts';
 import { textGuardPlugin } from './http/text-guard.ts';
 import { validatorCompiler } from './http/validation.ts';
@@ -87,6 +88,13 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     await app.register(corePlugin, { config, clock, database, nats, catalog, projectsFile });
     await app.register(errorsPlugin);
     await app.register(compressionPlugin);
+    // Headers, CORS and rate limits: before auth, so an address over its failure budget is refused first.
+    await app.register(securityPlugin, {
+      corsOrigins: config.corsOrigins,
+      rateLimitWrites: config.rateLimitWrites,
+      rateLimitAuthFailures: config.rateLimitAuthFailures,
+      rateLimitWindowS: config.rateLimitWindowS,
+    });
     await app.register(textGuardPlugin);
     await app.register(authPlugin, { adminToken: config.adminToken, readToken: config.readToken });
     await app.register(swagger, openApiOptions(SERVICE_VERSION));

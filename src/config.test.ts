@@ -47,6 +47,11 @@ describe('loadConfig', () => {
       /^FED_HEARTBEAT_BUFFER_MAX_BYTES="1000" is invalid: expected an integer from 65536 to 8589934592$/,
     ],
     [{ FED_HEARTBEAT_BUFFER_MAX_BYTES: '64MiB' }, /^FED_HEARTBEAT_BUFFER_MAX_BYTES="64MiB" is invalid/],
+    [{ FED_CORS_ORIGINS: 'https://ops.example.com/path' }, /^FED_CORS_ORIGINS=.* is invalid: expected/],
+    [{ FED_RATE_LIMIT_WRITES: '-1' }, /^FED_RATE_LIMIT_WRITES="-1" is invalid/],
+    [{ FED_SSE_MAX_CLIENTS: '0' }, /^FED_SSE_MAX_CLIENTS="0" is invalid/],
+    // The password in a bad NATS_URL is not echoed back.
+    [{ NATS_URL: 'http://user:hunter2@x' }, /^NATS_URL="http:\/\/\*\*\*@x" is invalid/],
   ];
   it.each(bad)('refuses %o with one line naming the variable', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
@@ -67,6 +72,19 @@ describe('loadConfig', () => {
       degradedAfterS: 15,
       offlineAfterS: 60,
     });
+  });
+
+  it('keeps CORS closed unless FED_CORS_ORIGINS names origins, and limits on by default', () => {
+    expect(loadConfig({})).toMatchObject({
+      corsOrigins: [],
+      rateLimitWrites: 600,
+      rateLimitAuthFailures: 20,
+      rateLimitWindowS: 60,
+      sseMaxClients: 1000,
+    });
+    expect(
+      loadConfig({ FED_CORS_ORIGINS: 'https://ops.example.com, http://localhost:5173' }).corsOrigins,
+    ).toEqual(['https://ops.example.com', 'http://localhost:5173']);
   });
 
   it('binds a non-loopback HOST when an admin token is set', () => {

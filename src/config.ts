@@ -38,6 +38,16 @@ export interface Config {
   metricsStreamMaxBytes: number;
   /** Most projects GET /api/fed/graph (or one group of it) answers with; beyond it, ask for groups. */
   graphMaxNodes: number;
+  // HTTP limits and headers (src/http/security.ts).
+  /** Origins allowed to call the API from a browser; empty: CORS closed. `*` allows any. */
+  corsOrigins: string[];
+  /** Writes per IP per rate-limit window; 0 turns the write limit off. */
+  rateLimitWrites: number;
+  /** Requests refused for a bad or missing token per IP per window before the IP gets 429; 0: off. */
+  rateLimitAuthFailures: number;
+  rateLimitWindowS: number;
+  /** Open SSE streams per instance; past it GET /api/fed/events answers 503. */
+  sseMaxClients: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -76,6 +86,29 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected true or false`);
 }
 
+/** FED_CORS_ORIGINS: comma-separated origins (scheme://host[:port]) or `*`; unset means CORS is closed. */
+function corsOrigins(env: Env): string[] {
+  const raw = str(env, 'FED_CORS_ORIGINS');
+  if (raw === undefined || raw.toLowerCase() === 'none') return [];
+  const origins = raw
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
+  for (const o of origins) {
+    if (o !== '*' && !/^https?:\/\/[^/\s?#]+$/.test(o)) {
+      throw new ConfigError(
+        `FED_CORS_ORIGINS=${JSON.stringify(raw)} is invalid: expected comma-separated origins like https://ops.example.com (no path), * or none`,
+      );
+    }
+  }
+  return origins;
+}
+
+/** A URL as it may appear in a message: user and password masked. */
+export function maskUrlCredentials(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/\s]*@/i, '$1***@');
+}
+
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
@@ -97,7 +130,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     for (const u of natsUrl.split(',')) {
       if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(u.trim())) {
         throw new ConfigError(
-          `NATS_URL=${JSON.stringify(u)} is invalid: expected nats://host:port (comma-separated for a cluster) or none`,
+          `NATS_URL=${JSON.stringify(maskUrlCredentials(u.trim()))} is invalid: expected nats://host:port (comma-separated for a cluster) or none`,
         );
       }
     }
@@ -197,6 +230,15 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       integer: true,
     }),
     graphMaxNodes: num(env, 'FED_GRAPH_MAX_NODES', 10_000, { min: 1, max: 1_000_000, integer: true }),
+    corsOrigins: corsOrigins(env),
+    rateLimitWrites: num(env, 'FED_RATE_LIMIT_WRITES', 600, { min: 0, max: 10_000_000, integer: true }),
+    rateLimitAuthFailures: num(env, 'FED_RATE_LIMIT_AUTH_FAILURES', 20, {
+      min: 0,
+      max: 1_000_000,
+      integer: true,
+    }),
+    rateLimitWindowS: num(env, 'FED_RATE_LIMIT_WINDOW_S', 60, { min: 1, max: 86400, integer: true }),
+    sseMaxClients: num(env, 'FED_SSE_MAX_CLIENTS', 1000, { min: 1, max: 1_000_000, integer: true }),
   };
   return Object.freeze(config);
 }

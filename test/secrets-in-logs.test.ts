@@ -44,3 +44,47 @@ describe('secrets never reach the log', () => {
     expect(log).not.toContain('WRONG-SECRET-3');
   });
 });
+
+describe('credentials of NATS and PostgreSQL never reach the log or an error', () => {
+  it('keeps NATS_PASS, NATS_TOKEN and a password in NATS_URL or DATABASE_URL out of every line', async () => {
+    const stream = new PassThrough();
+    let log = '';
+    stream.on('data', (chunk: Buffer) => {
+      log += chunk.toString();
+    });
+    // Nothing listens on port 9: NATS is unreachable, and the service says so in its log.
+    const app = await buildApp({
+      config: testConfig({
+        LOG_LEVEL: 'debug',
+        NATS_URL: 'nats://nuser:NATS-URL-PW-4@127.0.0.1:9',
+        NATS_USER: 'nuser',
+        NATS_PASS: 'NATS-PASS-5',
+        NATS_TOKEN: 'NATS-TOKEN-6',
+      }),
+      logStream: stream,
+      natsFirstConnectWaitMs: 3000,
+    });
+    let health = '';
+    try {
+      health = (await app.inject('/api/fed/health')).body;
+    } finally {
+      await app.close();
+    }
+    expect(log).toContain('NATS unreachable');
+    let startError = '';
+    try {
+      await buildApp({
+        config: testConfig({ LOG_LEVEL: 'debug', DATABASE_URL: 'postgres://pguser:PG-PW-7@127.0.0.1:9/x' }),
+        logStream: stream,
+      });
+    } catch (err) {
+      startError = `${(err as Error).message} ${String((err as Error).stack)}`;
+    }
+    expect(startError).not.toBe('');
+    for (const secret of ['NATS-URL-PW-4', 'NATS-PASS-5', 'NATS-TOKEN-6', 'PG-PW-7']) {
+      expect(log, secret).not.toContain(secret);
+      expect(health, secret).not.toContain(secret);
+      expect(startError, secret).not.toContain(secret);
+    }
+  });
+});

@@ -1,21 +1,15 @@
-import { readFileSync } from 'node:fs';
-import {
-  type Authenticator,
-  type ConnectionOptions,
-  connect,
-  credsAuthenticator,
-  type NatsConnection,
-  tokenAuthenticator,
-  usernamePasswordAuthenticator,
-} from '@nats-io/transport-node';
+import { type ConnectionOptions, connect, type NatsConnection } from '@nats-io/transport-node';
 import {
   EDGE_KINDS,
   type Heartbeat,
   MAX_HEARTBEAT_BYTES,
+  MAX_INTERVAL_S,
+  MIN_INTERVAL_S,
   presenceSubject,
   SLUG_MAX_LENGTH,
   SLUG_PATTERN,
 } from '../protocol/wire.ts';
+import { projectConnectionOptions } from './connection.ts';
 
 export const DEFAULT_PROJECT_SLUG = 'commandcenter';
 export const DEFAULT_HUB_URL = 'http://localhost:8000';
@@ -24,8 +18,8 @@ export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 export const DEFAULT_VERSION = 'unknown';
 /** ±10 % spread around the interval, so a fleet restarted together drifts apart instead of beating in lockstep. */
 export const DEFAULT_JITTER_RATIO = 0.1;
-export const MIN_HEARTBEAT_INTERVAL_S = 0.05;
-export const MAX_HEARTBEAT_INTERVAL_S = 86_400;
+export const MIN_HEARTBEAT_INTERVAL_S = MIN_INTERVAL_S;
+export const MAX_HEARTBEAT_INTERVAL_S = MAX_INTERVAL_S;
 /** A failing publisher logs at most once per this period (with the count of failures since). */
 export const PUBLISH_ERROR_LOG_PERIOD_MS = 60_000;
 /** While NATS cannot be reached at start, the publisher tries again this often (or every interval, if shorter). */
@@ -225,18 +219,6 @@ function assertHealth(value: unknown, field: string): asserts value is ReportedH
   if (value !== 'ok' && value !== 'degraded') throw new HeartbeatConfigError(field, value, 'ok or degraded');
 }
 
-/** NATS credentials for a connection the publisher opens itself, from the same variables the service reads. */
-function authFromEnv(env: Record<string, string | undefined>): Authenticator[] {
-  const out: Authenticator[] = [];
-  const creds = envValue(env, 'NATS_CREDS');
-  const user = envValue(env, 'NATS_USER');
-  const token = envValue(env, 'NATS_TOKEN');
-  if (creds) out.push(credsAuthenticator(readFileSync(creds)));
-  if (user) out.push(usernamePasswordAuthenticator(user, envValue(env, 'NATS_PASS')));
-  if (token) out.push(tokenAuthenticator(token));
-  return out;
-}
-
 const consoleLogger: HeartbeatLogger = { warn: (m) => console.warn(m), info: (m) => console.info(m) };
 
 /**
@@ -383,7 +365,6 @@ export class FederationHeartbeat {
   }
 
   async #connect(): Promise<NatsConnection> {
-    const authenticator = authFromEnv(this.#env);
     let nc: NatsConnection;
     try {
       nc = await connect({
@@ -391,11 +372,14 @@ export class FederationHeartbeat {
         name: `federation-heartbeat:${this.slug}`,
         maxReconnectAttempts: -1,
         reconnectTimeWait: 1000,
-        ...(authenticator.length ? { authenticator } : {}),
+        // Credentials from NATS_CREDS, NATS_USER/NATS_PASS or NATS_TOKEN (as the service reads them).
+        ...projectConnectionOptions(this.slug, this.#env),
         ...this.#connectionOptions,
       });
     } catch (err) {
-      throw new Error(`cannot reach NATS at ${this.natsUrl}: ${(err as Error).message}`, { cause: err });
+      // The URL may carry user:password; the message may be logged.
+      const where = this.natsUrl.replace(/\/\/[^@/\s]*@/g, '//***@');
+      throw new Error(`cannot reach NATS at ${where}: ${(err as Error).message}`, { cause: err });
     }
     if (this.#state === 'stopped') {
       // stop() ran while this attempt was in flight: nothing may outlive it.

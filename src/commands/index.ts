@@ -35,6 +35,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
       'run N fake projects that beat, die and come back, publish metrics and answer audits; Ctrl-C stops',
     load: async () => (await import('./simulate.ts')).simulateCommand,
   },
+  'nats-users': {
+    summary: 'generate per-project NATS users and permissions from projects.yaml',
+    load: async () => (await import('./nats-users.ts')).natsUsersCommand,
+  },
   bench: {
     summary: 'run the benchmarks of a source checkout (the same as npm run bench)',
     load: async () => (await import('./bench.ts')).benchCommand,

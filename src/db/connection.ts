@@ -68,6 +68,10 @@ export async function openDatabase(opts: {
     });
     // An idle client losing its connection must not crash the process; the next query reconnects.
     pool.on('error', () => {});
+    // Nor may a checked-out one (a transaction in flight when the connection drops): pg emits 'error'
+    // on it with no listener, which killed the process in the soak. Its queries still reject, and the
+    // pool drops a client that is no longer queryable when it is released.
+    pool.on('connect', (client) => client.on('error', () => {}));
     const db = drizzlePg({ client: pool, schema }) as unknown as Database;
     return {
       db,

@@ -97,7 +97,8 @@ function classify(err: unknown): Pick<TargetResult, 'outcome' | 'error'> {
   return { outcome: 'error', error: `request failed: ${(err as Error)?.message ?? String(err)}` };
 }
 
-function interpretReply(reply: unknown): Pick<TargetResult, 'outcome' | 'error' | 'result'> {
+/** Reads one action reply; exported for the fuzz tests. Never throws. */
+export function interpretReply(reply: unknown): Pick<TargetResult, 'outcome' | 'error' | 'result'> {
   if (!Value.Check(ActionReplySchema, reply)) {
     return {
       outcome: 'error',

@@ -54,6 +54,15 @@ export const errorsPlugin = fp(
           details,
         });
       }
+      // Fastify's own code says nothing to a user; the field at fault is the body itself.
+      if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+        return reply.code(400).send({
+          error: 'invalid_json',
+          message:
+            'the body is not valid JSON, or it carries a "__proto__" or "constructor.prototype" key (refused)',
+          details: [{ field: 'body', message: err.message }],
+        });
+      }
       if (err.statusCode === 413) {
         return reply.code(413).send({ error: 'payload_too_large', message: err.message });
       }

@@ -12,11 +12,12 @@ export const ErrorSchema = Type.Object(
 );
 
 /** Standard error responses a route may add to its schema. */
-export const errorResponses = (...codes: Array<400 | 401 | 404 | 409 | 413 | 503>) =>
+export const errorResponses = (...codes: Array<400 | 401 | 404 | 409 | 413 | 429 | 503>) =>
   Object.fromEntries(codes.map((c) => [c, ErrorSchema])) as Record<number, typeof ErrorSchema>;
 
-export const READ_ERRORS = errorResponses(400, 401, 503);
-export const WRITE_ERRORS = errorResponses(400, 401, 413, 503);
+// 429: the per-IP limits of src/http/security.ts (writes; requests that keep failing authentication).
+export const READ_ERRORS = errorResponses(400, 401, 429, 503);
+export const WRITE_ERRORS = errorResponses(400, 401, 413, 429, 503);
 
 /** ISO 8601 UTC with Z, as every time in the API. */
 export const Timestamp = Type.String({ format: 'date-time' });

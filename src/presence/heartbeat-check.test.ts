@@ -11,6 +11,14 @@ const good = {
 const bytes = (v: unknown) => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
 
 describe('checkHeartbeatMessage', () => {
+  it('refuses an interval_s below 0.05 s, which the REAL column would underflow (found by fuzzing)', () => {
+    for (const interval_s of [1e-300, 1e-39, 0.01]) {
+      const r = checkHeartbeatMessage('alpha', bytes({ ...good, interval_s }));
+      expect(r).toMatchObject({ ok: false, reason: 'invalid', message: expect.stringMatching(/interval_s/) });
+    }
+    expect(checkHeartbeatMessage('alpha', bytes({ ...good, interval_s: 0.05 })).ok).toBe(true);
+  });
+
   it('accepts a valid heartbeat on its own subject, ignoring unknown fields', () => {
     const r = checkHeartbeatMessage('alpha', bytes({ ...good, extra: 1, health: 'degraded', interval_s: 5 }));
     expect(r.ok).toBe(true);

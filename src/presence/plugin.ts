@@ -81,7 +81,7 @@ export const presencePlugin = fp(
       beforeSweep: () => writer.flush().catch(() => {}),
       onTransitions: (transitions) => relay.publish(transitions),
     });
-    const streams = new EventStreams(app.feed);
+    const streams = new EventStreams(app.feed, { maxClients: config.sseMaxClients });
     const history = new HistoryService({ db: app.db, clock });
 
     app.decorate('heartbeatWriter', writer);

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { UnavailableError } from '../errors.ts';
 import { errorResponses, READ_ERRORS, Timestamp, WRITE_ERRORS } from '../http/schemas.ts';
 import { HeartbeatSchema, MAX_HEARTBEAT_BYTES, ProjectStatusSchema, SlugSchema } from '../protocol/index.ts';
 import type { EventStreams } from './event-stream.ts';
@@ -80,6 +81,13 @@ export const presenceRoutes: FastifyPluginAsyncTypebox<PresenceRoutesOptions> = 
       },
     },
     async (_request, reply) => {
+      // Each stream holds a socket and a buffer for good: past the cap, refuse rather than run out.
+      if (!streams.hasRoom) {
+        reply.header('retry-after', '30');
+        throw new UnavailableError(
+          `too many open event streams on this instance (${streams.maxClients}, FED_SSE_MAX_CLIENTS); try again later`,
+        );
+      }
       reply.hijack();
       streams.attach(reply.raw);
     },

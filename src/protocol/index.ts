@@ -6,8 +6,10 @@
 import { type Static, Type } from 'typebox';
 import {
   EDGE_KINDS,
+  MAX_INTERVAL_S,
   MAX_METRIC_TEXT_LENGTH,
   METRIC_TYPE_PATTERN,
+  MIN_INTERVAL_S,
   PROJECT_STATUSES,
   SLUG_MAX_LENGTH,
   SLUG_PATTERN,
@@ -40,7 +42,9 @@ export const HeartbeatSchema = Type.Object({
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   tags: Type.Optional(Type.Array(Type.String({ maxLength: 100 }), { maxItems: 50 })),
   health: Type.Optional(Type.Union([Type.Literal('ok'), Type.Literal('degraded')])),
-  interval_s: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 86400 })),
+  // A floor, not just > 0: 1e-300 passed "> 0" and then underflowed the REAL column, so a heartbeat
+  // answered 202 was dropped by the writer (found by the fuzz tests).
+  interval_s: Type.Optional(Type.Number({ minimum: MIN_INTERVAL_S, maximum: MAX_INTERVAL_S })),
   integrations: Type.Optional(Type.Array(HeartbeatIntegrationSchema, { maxItems: 100 })),
 });
 export type Heartbeat = Static<typeof HeartbeatSchema>;

@@ -9,6 +9,9 @@ export { findUnstorableText, MAX_CHECKED_DEPTH, unstorableTextMessage } from './
 export const SLUG_PATTERN = '^[a-z0-9-]+$';
 export const SLUG_MAX_LENGTH = 50;
 export const MAX_HEARTBEAT_BYTES = 8 * 1024;
+/** Bounds of a heartbeat's announced `interval_s`, in seconds. */
+export const MIN_INTERVAL_S = 0.05;
+export const MAX_INTERVAL_S = 86_400;
 export const MAX_METRICS_BYTES = 64 * 1024;
 export const METRIC_TYPE_PATTERN = '^[A-Za-z0-9_.:-]{1,100}$';
 export const MAX_METRIC_TEXT_LENGTH = 500;
@@ -26,6 +29,11 @@ export const presenceSubject = (slug: string): string => `${PRESENCE_SUBJECT_PRE
 export const statusSubject = (slug: string): string => `${STATUS_SUBJECT_PREFIX}${slug}`;
 export const fanoutSubject = (runId: string): string => `${FANOUT_SUBJECT_PREFIX}${runId}`;
 export const metricsSubject = (kind: MetricsKind, slug: string): string => `${kind}.summary.${slug}`;
+/**
+ * The inbox prefix a project's connection uses (nats.js `inboxPrefix`) when NATS permissions are on
+ * (deploy/nats/): a project may subscribe to its own inboxes only, never to another's replies.
+ */
+export const projectInboxPrefix = (slug: string): string => `_INBOX_${slug}`;
 export const actionSubject = (meshNamespace: string, action: string): string =>
   `${meshNamespace}.actions.${action}`;
 

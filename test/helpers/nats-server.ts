@@ -40,13 +40,20 @@ export interface TestNatsServer {
   destroy(): Promise<void>;
 }
 
-/** A nats-server of the test's own, on a random port with a throwaway JetStream store. */
-export async function startNatsServer(bin = NATS_SERVER_BIN): Promise<TestNatsServer> {
+/**
+ * A nats-server of the test's own, on a random port with a throwaway JetStream store; `configFile`
+ * adds a configuration (users, permissions …), the flags here winning over its port and store.
+ */
+export async function startNatsServer(
+  bin = NATS_SERVER_BIN,
+  opts: { configFile?: string } = {},
+): Promise<TestNatsServer> {
   const port = await freePort();
   const store = mkdtempSync(join(tmpdir(), 'fed-nats-'));
   let proc: ChildProcess | undefined;
   const start = async () => {
-    proc = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], {
+    const config = opts.configFile ? ['-c', opts.configFile] : [];
+    proc = spawn(bin, [...config, '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], {
       stdio: 'ignore',
     });
     const deadline = Date.now() + 10_000;
