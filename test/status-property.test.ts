@@ -1,7 +1,12 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
-import { guardedStatus, type StatusInput, type Thresholds } from '../src/catalog/status-rule.ts';
+import {
+  guardedStatus,
+  heartbeatStatus,
+  type StatusInput,
+  type Thresholds,
+} from '../src/catalog/status-rule.ts';
 import { ManualClock } from '../src/clock.ts';
 import type { ProjectStatus } from '../src/protocol/index.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
@@ -162,6 +167,16 @@ describe('status rule and sweeper: property tests on random timelines', () => {
                   reportedHealth: step.health ?? 'ok',
                   intervalS: step.interval ?? null,
                 };
+                // A heartbeat claims its own transition as it is written (back online, or degraded
+                // when it reports so), at its receive time; the sweeper claims the rest.
+                {
+                  const now = clock.now().getTime();
+                  const written = heartbeatStatus(step.health);
+                  if (written !== p.stored) {
+                    p.transitions.push({ from: p.stored, to: written, after: now, by: now });
+                    p.stored = written;
+                  }
+                }
                 break;
               }
               case 'advance':
