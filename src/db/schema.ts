@@ -41,20 +41,14 @@ export const projects = pgTable(
     /** True while projects.yaml lists the project. */
     configured: boolean('configured').notNull().default(false),
     statusChangedAt: tz('status_changed_at'),
-    /**
-     * When the status rule may next change this project's status without a new heartbeat (its
-     * degraded or offline deadline, or when a guard's hold ends); null while nothing is due (offline).
-     * Written with each heartbeat and by each claim, so the sweeper reads only what is due.
-     */
-    dueAt: tz('due_at'),
     createdAt: tz('created_at').notNull().defaultNow(),
     updatedAt: tz('updated_at').notNull().defaultNow(),
   },
   // The unique constraint on slug is the slug index; a second one would only slow every write.
   (t) => [
-    // Status pages walk (status, slug) in slug order; the sweeper walks what is due.
+    // Status pages walk (status, slug) in slug order. No column a heartbeat writes is indexed, so
+    // heartbeat updates stay HOT; deadlines live in project_deadlines.
     index('idx_projects_status_slug').on(t.status, t.slug),
-    index('idx_projects_due_at').on(t.dueAt).where(sql`${t.dueAt} is not null`),
     check('projects_status_check', sql`${t.status} in ('online', 'offline', 'degraded')`),
     check('projects_source_check', sql`${t.source} in ('config', 'api', 'heartbeat')`),
     check(
@@ -95,6 +89,24 @@ export const projectStatusCounts = pgTable('project_status_counts', {
   degraded: integer('degraded').notNull().default(0),
   offline: integer('offline').notNull().default(0),
 });
+
+/**
+ * The deadline queue: when the status rule may next change some projects' status without a new
+ * heartbeat. Each heartbeat write (and each claim or guard hold) appends one row per 100 ms bucket
+ * of deadlines, holding the ids whose deadline falls in it; `due_at` is the bucket's end. A sweep
+ * takes the due rows (`skip locked`: one replica each), checks each id against `projects` and drops
+ * the ids a later heartbeat has superseded (that heartbeat queued its own deadline). So a heartbeat
+ * never updates an indexed column of `projects`, and a sweep reads only what is due.
+ */
+export const projectDeadlines = pgTable(
+  'project_deadlines',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    dueAt: tz('due_at').notNull(),
+    projectIds: integer('project_ids').array().notNull(),
+  },
+  (t) => [index('idx_project_deadlines_due_at').on(t.dueAt)],
+);
 
 export const projectMetrics = pgTable(
   'project_metrics',
