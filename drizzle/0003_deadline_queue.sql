@@ -1,3 +1,12 @@
+CREATE TABLE "presence_holds" (
+	"id" integer PRIMARY KEY DEFAULT 1 NOT NULL,
+	"since" timestamp with time zone NOT NULL,
+	"until" timestamp with time zone NOT NULL,
+	"pending" integer NOT NULL,
+	"live" integer NOT NULL,
+	CONSTRAINT "presence_holds_one_row" CHECK (id = 1)
+);
+--> statement-breakpoint
 CREATE TABLE "project_deadlines" (
 	"id" bigserial PRIMARY KEY NOT NULL,
 	"due_at" timestamp with time zone NOT NULL,

@@ -193,10 +193,11 @@ describe('status rule and sweeper: property tests on random timelines', () => {
                 if (p.input) {
                   const pending = guardedStatus(p.stored, p.input, clock.now(), thresholds, guard());
                   if (pending !== p.stored) {
+                    // Dated when the rule made it: at the deadline it had passed, or later.
                     p.transitions.push({
                       from: p.stored,
                       to: pending,
-                      after: lastSweep,
+                      after: deadline(p) ?? lastSweep,
                       by: clock.now().getTime(),
                     });
                     p.stored = pending;

@@ -57,6 +57,14 @@ export interface Transition {
   reason: string;
 }
 
+/** A mass-offline hold as every replica shares it (see presence/offline-guard.ts). */
+export interface MassHold {
+  since: Date;
+  until: Date;
+  pending: number;
+  live: number;
+}
+
 /** Tells the catalog whether guards against false offline hold right now (see presence/guards). */
 export interface OfflineGuard {
   state(now: Date): GuardState;
@@ -557,19 +565,74 @@ export class CatalogService {
 
   /**
    * For the mass-offline guard: the due projects the rule would now take offline (before the holds,
-   * with the start-up grace), and the live ones (from the counts, not by counting the catalog).
+   * with the start-up grace) plus those that went offline within the last offline threshold (a
+   * fleet's deadlines spread over its beat interval, so one sweep alone sees only a slice of a mass
+   * event), the live ones (from the counts, not by counting the catalog) plus those same recent
+   * ones, and the hold any replica last recorded. Reads what is due, recent events through their
+   * time index, and one row.
    */
-  async countPendingOffline(): Promise<{ pending: number; live: number }> {
+  async countPendingOffline(): Promise<{ pending: number; live: number; hold: MassHold | null }> {
     const now = this.#clock.now();
     const { heardSince } = this.#guard.state(now);
     const rule = guardedStatusSql(now, this.#thresholds, { heardSince, holdAll: false });
-    const [row] = await query<{ pending: number; live: number }>(
+    const recentFrom = new Date(now.getTime() - this.#thresholds.offlineAfterS * 1000);
+    const [row] = await query<{
+      pending: number;
+      recent: number;
+      live: number;
+      since: Date | string | null;
+      until: Date | string | null;
+      hold_pending: number | null;
+      hold_live: number | null;
+    }>(
       this.#db,
       sql`select (select count(*) from projects
                   where id in ${this.dueIdsSql(now)} and status <> 'offline' and ${rule} = 'offline')::int as pending,
-                 (select coalesce(sum(online + degraded), 0) from project_status_counts)::int as live`,
+                 (select count(*) from project_status_events
+                  where at > ${recentFrom.toISOString()}::timestamptz and to_status = 'offline'
+                    and from_status <> 'offline')::int as recent,
+                 (select coalesce(sum(online + degraded), 0) from project_status_counts)::int as live,
+                 h.since, h.until, h.pending as hold_pending, h.live as hold_live
+          from (select 1) one left join presence_holds h on true`,
     );
-    return row ?? { pending: 0, live: 0 };
+    if (!row) return { pending: 0, live: 0, hold: null };
+    return {
+      pending: row.pending + row.recent,
+      live: row.live + row.recent,
+      hold:
+        row.since === null || row.until === null
+          ? null
+          : {
+              since: date(row.since),
+              until: date(row.until),
+              pending: row.hold_pending ?? 0,
+              live: row.hold_live ?? 0,
+            },
+    };
+  }
+
+  /**
+   * Records a mass-offline hold for every replica, unless one recorded meanwhile (by another replica)
+   * still covers the event: a recorded hold is replaced only a threshold after it ended. Returns
+   * the hold that stands.
+   */
+  async recordMassHold(hold: MassHold): Promise<MassHold> {
+    const cooldown = `${this.#thresholds.offlineAfterS} seconds`;
+    const rows = await query<{ since: Date | string; until: Date | string; pending: number; live: number }>(
+      this.#db,
+      sql`with put as (
+            insert into presence_holds (id, since, until, pending, live)
+            values (1, ${hold.since.toISOString()}, ${hold.until.toISOString()}, ${hold.pending}, ${hold.live})
+            on conflict (id) do update set since = excluded.since, until = excluded.until,
+              pending = excluded.pending, live = excluded.live
+            where presence_holds.until + ${cooldown}::interval <= excluded.since
+            returning since, until, pending, live
+          )
+          select * from put union all select since, until, pending, live from presence_holds
+          where not exists (select 1 from put)`,
+    );
+    const r = rows[0];
+    return r ? { since: date(r.since), until: date(r.until), pending: r.pending, live: r.live } : hold;
   }
 
   /**

@@ -108,6 +108,23 @@ export const projectDeadlines = pgTable(
   (t) => [index('idx_project_deadlines_due_at').on(t.dueAt)],
 );
 
+/**
+ * The mass-offline hold, shared by every replica (one row): a replica that sees a mass offline event
+ * records the hold here, and the others adopt it, so one event is held once, for one threshold,
+ * however many replicas sweep.
+ */
+export const presenceHolds = pgTable(
+  'presence_holds',
+  {
+    id: integer('id').primaryKey().default(1),
+    since: tz('since').notNull(),
+    until: tz('until').notNull(),
+    pending: integer('pending').notNull(),
+    live: integer('live').notNull(),
+  },
+  () => [check('presence_holds_one_row', sql`id = 1`)],
+);
+
 export const projectMetrics = pgTable(
   'project_metrics',
   {
