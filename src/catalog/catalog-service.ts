@@ -73,12 +73,17 @@ export interface OfflineGuard {
 export const MAX_PAGE_SIZE = 1000;
 /** Rows a streamed whole-catalog response reads per statement. */
 export const STREAM_BATCH_ROWS = 2000;
-/** Deadline buckets one sweep statement takes; a sweep goes on with the next batch while they come full. */
-export const SWEEP_BATCH_BUCKETS = 20;
+/**
+ * Deadline buckets one sweep statement takes; a sweep goes on with the next batch while they come
+ * full. A bucket holds up to a flush's worth of ids (10,000 when a fleet registers at once, a few
+ * hundred in steady state): few buckets keep each claim short, so heartbeat writes never wait long
+ * on the rows it locks.
+ */
+export const SWEEP_BATCH_BUCKETS = 4;
 /** A due project another statement holds locked is looked at again this much later. */
 const LOCKED_RETRY_MS = 20;
 /** A sweep stops after this many full batches and leaves the rest to the next one. */
-const SWEEP_MAX_BATCHES = 100;
+const SWEEP_MAX_BATCHES = 500;
 /** Count deltas are summed into one row once there are more than this many. */
 const COUNT_DELTAS_COMPACT_AT = 200;
 /** Serialises count compaction and recounting across replicas (pg_advisory_xact_lock). */
@@ -338,6 +343,12 @@ export class CatalogService {
     let statement: SQL;
     if (opts.status) {
       const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
+      // The rule moves a stored status only towards degraded and offline (a heartbeat that brings a
+      // project back writes its status with it), so only those pages look at the due rows.
+      const moved =
+        opts.status === 'online'
+          ? sql`false`
+          : sql`id in ${this.dueIdsSql(now)} and status <> ${opts.status} and ${guarded} = ${opts.status}`;
       statement = sql`select * from (
           (select ${select} from projects
            -- As a CASE, the rule's check is estimated to keep half the rows (as an equality, 0.5 %),
@@ -347,8 +358,7 @@ export class CatalogService {
            order by slug${lim})
           union all
           (select ${select} from projects
-           where id in ${this.dueIdsSql(now)} and status <> ${opts.status} and ${guarded} = ${opts.status}
-             and ${filter}
+           where ${moved} and ${filter}
            order by slug${lim})
         ) page order by slug${lim}`;
     } else {
