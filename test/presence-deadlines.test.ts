@@ -260,6 +260,57 @@ describe('deadlines', () => {
     expect(await catalog.countByStatus()).toEqual({ online: 1, degraded: 1, offline: 0 });
   });
 
+  it('thresholds raised between runs: a status stored worse than the rule is put right by the first sweep', async () => {
+    const before = catalogFor();
+    await before.writeHeartbeats([beat('raised', clock.now())], true);
+    clock.advance(50_000);
+    expect(path(await before.sweepStatuses())).toEqual(['raised:online>degraded']);
+    // The next run degrades only after 60 s: 50 s of silence is online again.
+    const after = new CatalogService({
+      db: handle.db,
+      clock,
+      thresholds: { degradedAfterS: 60, offlineAfterS: 120 },
+      guard: noGrace,
+    });
+    await after.reconcile();
+    expect(path(await after.sweepStatuses())).toEqual(['raised:degraded>online']);
+    expect((await after.getProject('raised')).status).toBe('online');
+    expect((await after.getProjects({ status: 'online' })).projects.map((p) => p.slug)).toEqual(['raised']);
+    clock.advance(10_001);
+    expect(path(await after.sweepStatuses())).toEqual(['raised:online>degraded']);
+  });
+
+  it('a row one replica holds (its start-up grace) shows its stored status on every replica, in every answer', async () => {
+    const t0 = clock.now();
+    const long = catalogFor();
+    await long.writeHeartbeats([beat('held', t0)], true);
+    clock.set(t0.getTime() + 50_000);
+    expect(path(await long.sweepStatuses())).toEqual(['held:online>degraded']);
+    // A replica starts 10 s before the offline deadline and takes the deadline first: its grace holds it.
+    clock.set(t0.getTime() + 80_000);
+    const started = new CatalogService({
+      db: handle.db,
+      clock,
+      thresholds,
+      guard: { state: () => ({ heardSince: new Date(t0.getTime() + 80_000), holdAll: false }) },
+    });
+    clock.set(t0.getTime() + 91_000);
+    expect(path(await started.sweepStatuses())).toEqual([]);
+    for (const replica of [long, started]) {
+      expect((await replica.getProject('held')).status).toBe('degraded');
+      expect((await replica.getProjects({ status: 'degraded' })).projects.map((p) => p.slug)).toEqual([
+        'held',
+      ]);
+      expect((await replica.getProjects({ status: 'offline' })).projects).toEqual([]);
+      expect(await replica.countByStatus()).toEqual({ online: 0, degraded: 1, offline: 0 });
+    }
+    // The hold ends at the grace's end (80 s + 90 s): then it flips, once.
+    clock.set(t0.getTime() + 170_500);
+    expect(path([...(await long.sweepStatuses()), ...(await started.sweepStatuses())])).toEqual([
+      'held:degraded>offline',
+    ]);
+  });
+
   it('heartbeats write no indexed column of projects, so PostgreSQL keeps their updates HOT', async () => {
     const indexed = await query<{ column: string }>(
       handle.db,

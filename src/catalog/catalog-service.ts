@@ -80,8 +80,6 @@ export const STREAM_BATCH_ROWS = 2000;
  * on the rows it locks.
  */
 export const SWEEP_BATCH_BUCKETS = 4;
-/** A due project another statement holds locked is looked at again this much later. */
-const LOCKED_RETRY_MS = 20;
 /** A sweep stops after this many full batches and leaves the rest to the next one. */
 const SWEEP_MAX_BATCHES = 500;
 /** Count deltas are summed into one row once there are more than this many. */
@@ -193,11 +191,24 @@ export class CatalogService {
   }
 
   /**
-   * A project's status as the API shows it, in SQL: the guarded rule applied to the row read (cheap
-   * arithmetic per row returned), so that it never contradicts the rule between sweeps.
+   * A project's status as the API shows it, in SQL: the stored status, or the guarded rule for a row
+   * past its deadline whose deadline is due (queued in a due bucket, not yet claimed), so that an
+   * answer never contradicts the rule between sweeps. A row past its deadline but queued later
+   * is held by some replica's guard (its start-up grace, NATS down, a mass hold): it keeps its
+   * stored status on every replica, in every answer, until the hold ends. Only rows past their
+   * deadline (rare: a sweep's worth) look at the due buckets.
    */
   statusSql(now: Date = this.#clock.now()): SQL<ProjectStatus> {
-    return guardedStatusSql(now, this.#thresholds, this.#guard.state(now)) as SQL<ProjectStatus>;
+    const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
+    return sql`(case when ${deadlineSql(this.#thresholds)} < ${now.toISOString()}::timestamptz
+                      and id in ${this.dueIdsSql(now)} then ${guarded} else status end)` as SQL<ProjectStatus>;
+  }
+
+  /** `statusSql` for a row known to be among `dueIdsSql`'s. */
+  #dueStatusSql(now: Date): SQL<ProjectStatus> {
+    const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
+    return sql`(case when ${deadlineSql(this.#thresholds)} < ${now.toISOString()}::timestamptz
+                      then ${guarded} else status end)` as SQL<ProjectStatus>;
   }
 
   /**
@@ -342,18 +353,20 @@ export class CatalogService {
     const select = this.#selectSql(now);
     let statement: SQL;
     if (opts.status) {
-      const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
+      const shown = this.statusSql(now);
+      // Among the due rows, what `shown` shows without asking the queue again.
+      const dueShown = this.#dueStatusSql(now);
       // The rule moves a stored status only towards degraded and offline (a heartbeat that brings a
       // project back writes its status with it), so only those pages look at the due rows.
       const moved =
         opts.status === 'online'
           ? sql`false`
-          : sql`id in ${this.dueIdsSql(now)} and status <> ${opts.status} and ${guarded} = ${opts.status}`;
+          : sql`id in ${this.dueIdsSql(now)} and status <> ${opts.status} and ${dueShown} = ${opts.status}`;
       statement = sql`select * from (
           (select ${select} from projects
            -- As a CASE, the rule's check is estimated to keep half the rows (as an equality, 0.5 %),
            -- so the planner walks (status, slug) instead of sorting a whole scan.
-           where status = ${opts.status} and (case when ${guarded} = ${opts.status} then true else false end)
+           where status = ${opts.status} and (case when ${shown} = ${opts.status} then true else false end)
              and ${filter}
            order by slug${lim})
           union all
@@ -404,7 +417,7 @@ export class CatalogService {
    */
   async countByStatus(): Promise<Record<ProjectStatus, number>> {
     const now = this.#clock.now();
-    const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
+    const shown = this.#dueStatusSql(now);
     const [row] = await query<{ online: number; degraded: number; offline: number; deltas: number }>(
       this.#db,
       sql`with stored as (
@@ -412,8 +425,8 @@ export class CatalogService {
                    coalesce(sum(offline), 0)::int as offline, count(*)::int as deltas
             from project_status_counts
           ), moved as (
-            select status as from_status, ${guarded} as to_status from projects
-            where id in ${this.dueIdsSql(now)} and ${guarded} <> status
+            select status as from_status, ${shown} as to_status from projects
+            where id in ${this.dueIdsSql(now)} and ${shown} <> status
           ), fix as (
             select s.status, (select count(*) from moved where to_status = s.status)::int
                              - (select count(*) from moved where from_status = s.status)::int as n
@@ -507,7 +520,8 @@ export class CatalogService {
     const rule = guardedStatusSql(now, this.#thresholds, guard);
     const nowTs = sql`${now.toISOString()}::timestamptz`;
     const claimBeforeTs = sql`${claimBefore.toISOString()}::timestamptz`;
-    const retryAt = sql`${new Date(now.getTime() + LOCKED_RETRY_MS).toISOString()}::timestamptz`;
+    // In a bucket already due for readers (ceil(now) < now + a bucket), taken by the next sweep.
+    const retryAt = nowTs;
     return this.#db.transaction(async (tx) => {
       const rows = await query<{
         id: number | null;
@@ -528,10 +542,13 @@ export class CatalogService {
             ), ids as (
               select u.id, max(t.due_at) as due from taken t, unnest(t.project_ids) u(id) group by u.id
             ), checked as (
-              select p.id, ${deadlineSql(this.#thresholds, ruleColumns('p'))} as deadline, ids.due
+              select p.id, ${deadlineSql(this.#thresholds, ruleColumns('p'))} as deadline, ids.due,
+                     (p.status = 'offline' and ${rule} <> 'offline') or (p.status = 'degraded' and ${rule} = 'online') as better
               from projects p join ids on ids.id = p.id
             ), overdue as (
-              select id from checked where deadline < ${claimBeforeTs}
+              -- Past the deadline (and the grace), or stored worse than the rule now says (thresholds
+              -- raised since the last run, rows written by hand): both are claimed.
+              select id from checked where deadline < ${claimBeforeTs} or better
             ), locked as (
               select id, status as from_status, ${rule} as to_status,
                      ${nextDueSql(rule, now, this.#thresholds, guard)} as next_due
@@ -544,7 +561,8 @@ export class CatalogService {
               ${queueDeadlines(sql`select id, next_due from locked
                 union all select id, ${retryAt} from overdue where id not in (select id from locked)
                 -- At its deadline, not yet past it (the rule flips strictly after): looked at again.
-                union all select id, deadline from checked where deadline >= ${claimBeforeTs} and deadline <= due`)}
+                union all select id, deadline from checked
+                where not better and deadline >= ${claimBeforeTs} and deadline <= due`)}
             )
             select c.*, (select count(*) from taken)::int as buckets from claimed c
             union all select null, null, null, null, null, null, null, (select count(*) from taken)::int`,
@@ -619,6 +637,15 @@ export class CatalogService {
               live: row.hold_live ?? 0,
             },
     };
+  }
+
+  /** The mass-offline hold any replica last recorded (one row), or null. */
+  async currentMassHold(): Promise<MassHold | null> {
+    const [r] = await query<{ since: Date | string; until: Date | string; pending: number; live: number }>(
+      this.#db,
+      sql`select since, until, pending, live from presence_holds`,
+    );
+    return r ? { since: date(r.since), until: date(r.until), pending: r.pending, live: r.live } : null;
   }
 
   /**

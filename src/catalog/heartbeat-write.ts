@@ -274,14 +274,24 @@ function pendingSince(
 }
 
 /**
- * Appends deadlines to the queue (project_deadlines): one row per 100 ms bucket, due at its end.
+ * Appends deadlines to the queue (project_deadlines): one row per 100 ms bucket (and per
+ * DEADLINE_ROW_IDS ids), due at its end.
  * `rows` is a SELECT of (id, due); rows without a due time are left out.
  */
 export function queueDeadlines(rows: SQL): SQL {
   return sql`insert into project_deadlines (due_at, project_ids)
-    select ${deadlineBucketSql(sql`d.due`)}, array_agg(d.id) from (${rows}) d(id, due)
-    where d.due is not null group by 1`;
+    select b.due_at, array_agg(b.id) from (
+      select ${deadlineBucketSql(sql`d.due`)} as due_at, d.id,
+             (row_number() over () - 1) / ${DEADLINE_ROW_IDS} as chunk
+      from (${rows}) d(id, due) where d.due is not null) b
+    group by b.due_at, b.chunk`;
 }
+
+/**
+ * Ids per queue row at most: a sweep statement takes a few rows, so this bounds the rows it locks
+ * (start-up queues every live project at once; a fleet registering fills whole flushes).
+ */
+export const DEADLINE_ROW_IDS = 2000;
 
 /**
  * Stores claimed transitions as events and as one count delta, in the caller's transaction (the one

@@ -16,6 +16,7 @@ export interface StatusSweeperOptions {
     compactCounts?: CatalogService['compactCounts'];
     nextDueAt?: CatalogService['nextDueAt'];
     recordMassHold?: CatalogService['recordMassHold'];
+    currentMassHold?: CatalogService['currentMassHold'];
   };
   guard: Pick<PresenceOfflineGuard, 'observe' | 'adopt'>;
   clock: Clock;
@@ -87,6 +88,10 @@ export class StatusSweeper {
       if (started && this.#o.catalog.recordMassHold) {
         this.#o.guard.adopt(await this.#o.catalog.recordMassHold(started), this.#o.clock.now());
       }
+    } else {
+      // Between those looks, a hold another replica has just recorded is adopted at once (one row).
+      const hold = await this.#o.catalog.currentMassHold?.();
+      if (hold && hold.until > this.#o.clock.now()) this.#o.guard.adopt(hold, this.#o.clock.now());
     }
     const transitions = await this.#o.catalog.sweepStatuses();
     this.#lastSweepAt = this.#o.clock.now();
