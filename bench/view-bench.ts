@@ -10,14 +10,14 @@ import { loadavg, tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { build } from 'vite';
 import { type App, buildApp } from '../src/app.ts';
 import { testConfig } from '../src/config.ts';
+import { launchBrowser } from '../test/helpers/browser.ts';
 import { seedFleet } from '../test/helpers/fleet.ts';
 import { createDatabase, DEFAULT_POSTGRES_ADMIN_URL } from './bench-infra.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHANGES = 100;
 
@@ -297,19 +297,8 @@ export async function main(argv: string[]): Promise<number> {
     `view bench: sizes ${sizes.join(', ')}; load average ${loadStart.map((l) => l.toFixed(2)).join(' ')}`,
   );
   const runs: Figures[] = [];
-  const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'view-bench-')), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-    ],
-    viewport: { width: 1440, height: 900 },
-  });
+  const browser = await launchBrowser();
+  const { context } = browser;
   await context.addInitScript(INIT_SCRIPT);
   try {
     for (const n of sizes) {
@@ -352,20 +341,27 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
   } finally {
-    await context.close();
+    await browser.close();
     rmSync(bareDir, { recursive: true, force: true });
   }
+  // Each figure of the app over the same figure of the bare page, measured in this run (1 = the ceiling).
+  const ratio = (a: number, b: number) => Math.round((a / Math.max(1, b)) * 100) / 100;
   const ratios = sizes.map((n) => {
     const appRun = runs.find((r) => r.page === 'app' && r.view_projects === n);
     const bareRun = runs.find((r) => r.page === 'bare' && r.view_projects === n);
+    const of = (
+      k: 'first_paint_ms' | 'changes_painted_ms' | 'filter_ms' | 'longest_task_ms' | 'js_heap_mb',
+    ) => (appRun && bareRun ? ratio(appRun[k], bareRun[k]) : null);
     return {
       view_projects: n,
-      first_paint_ratio:
-        appRun && bareRun
-          ? Math.round((appRun.first_paint_ms / Math.max(1, bareRun.first_paint_ms)) * 100) / 100
-          : null,
+      first_paint_ratio: of('first_paint_ms'),
+      changes_painted_ratio: of('changes_painted_ms'),
+      filter_ratio: of('filter_ms'),
+      longest_task_ratio: of('longest_task_ms'),
+      js_heap_ratio: of('js_heap_mb'),
     };
   });
+  for (const r of ratios) console.log(`ratios app/bare at ${r.view_projects}: ${JSON.stringify(r)}`);
   console.log(
     JSON.stringify({
       runs,
