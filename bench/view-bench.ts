@@ -88,6 +88,27 @@ async function heapMb(page: Page): Promise<number> {
 const longest = (tasks: Array<{ start: number; ms: number }>, after: number) =>
   Math.round(Math.max(0, ...tasks.filter((t) => t.start >= after).map((t) => t.ms)));
 
+/** The figures of one page once its last action settled: long tasks after first paint and the heap. */
+async function settle(
+  page: Page,
+  which: Figures['page'],
+  m: { n: number; e: number; grouped: boolean; firstPaint: number; changes: number; filter: number },
+): Promise<Figures> {
+  await page.waitForTimeout(500);
+  const tasks = await page.evaluate(() => (globalThis as unknown as PageGlobals).__longTasks);
+  return {
+    page: which,
+    mode: m.grouped ? 'grouped' : 'cards',
+    view_projects: m.n,
+    view_edges: m.e,
+    first_paint_ms: Math.round(m.firstPaint),
+    changes_painted_ms: Math.round(m.changes),
+    filter_ms: Math.round(m.filter),
+    longest_task_ms: longest(tasks, m.firstPaint),
+    js_heap_mb: await heapMb(page),
+  };
+}
+
 /** Static files of the bare page, and /api/* forwarded to the app. */
 function bareServer(dir: string, api: string): Promise<{ url: string; server: Server }> {
   const types: Record<string, string> = {
@@ -183,18 +204,8 @@ async function measureApp(
     { polling: 'raf', timeout: 60_000 },
   );
   const filter = (await page.evaluate(() => (globalThis as unknown as PageGlobals).__t ?? Number.NaN)) - f0;
-  await page.waitForTimeout(500);
-  const tasks = await page.evaluate(() => (globalThis as unknown as PageGlobals).__longTasks);
   return {
-    page: 'app',
-    mode: grouped ? 'grouped' : 'cards',
-    view_projects: n,
-    view_edges: e,
-    first_paint_ms: Math.round(firstPaint),
-    changes_painted_ms: Math.round(changes),
-    filter_ms: Math.round(filter),
-    longest_task_ms: longest(tasks, firstPaint),
-    js_heap_mb: await heapMb(page),
+    ...(await settle(page, 'app', { n, e, grouped, firstPaint, changes, filter })),
     ...(layout ? { layout_ms: layout.ms, layout_engine: layout.engine } : {}),
   };
 }
@@ -248,19 +259,7 @@ async function measureBare(
       ),
     'filtered',
   );
-  await page.waitForTimeout(500);
-  const tasks = await page.evaluate(() => (globalThis as unknown as PageGlobals).__longTasks);
-  return {
-    page: 'bare',
-    mode: grouped ? 'grouped' : 'cards',
-    view_projects: n,
-    view_edges: e,
-    first_paint_ms: Math.round(firstPaint),
-    changes_painted_ms: Math.round(changes),
-    filter_ms: Math.round(filter),
-    longest_task_ms: longest(tasks, firstPaint),
-    js_heap_mb: await heapMb(page),
-  };
+  return settle(page, 'bare', { n, e, grouped, firstPaint, changes, filter });
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -6,6 +6,7 @@ import {
   type GraphGroup,
   type GroupBy,
   type GroupEdge,
+  groupEdgesSql,
   groupKeySql,
   notOnlineSql,
   type StatusCounts,
@@ -196,16 +197,7 @@ export class GroupedGraphCache {
         this.#db,
         sql`select ${key} as key, count(*)::int as count from projects group by 1 order by 2 desc, 1`,
       ),
-      query<{ from: string; to: string; count: number; kinds: unknown }>(
-        this.#db,
-        sql`with k as materialized (select id, ${key} as key from projects)
-            select f.key as "from", t.key as "to", count(*)::int as count,
-                   array_agg(distinct e.kind order by e.kind) as kinds
-            from integration_edges e
-            join k f on f.id = e.from_project_id
-            join k t on t.id = e.to_project_id
-            group by 1, 2 order by 1, 2`,
-      ),
+      query<{ from: string; to: string; count: number; kinds: unknown }>(this.#db, groupEdgesSql(key)),
     ]);
     return {
       builtAt,

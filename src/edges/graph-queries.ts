@@ -63,7 +63,21 @@ export function groupKeySql(groupBy: GroupBy, status: SQL<ProjectStatus>): SQL<s
 
 const toList = (v: unknown): string[] => (Array.isArray(v) ? (v as string[]) : []);
 
-/** Every group with its size and live status counts, largest first, and the edges between groups. */
+/** Project-to-project edges bundled per (from group, to group), internal ones included: one scan. */
+export function groupEdgesSql(key: SQL<string>): SQL {
+  return sql`with k as materialized (select id, ${key} as key from projects)
+      select f.key as "from", t.key as "to", count(*)::int as count,
+             array_agg(distinct e.kind order by e.kind) as kinds
+      from integration_edges e
+      join k f on f.id = e.from_project_id
+      join k t on t.id = e.to_project_id
+      group by 1, 2 order by 1, 2`;
+}
+
+/**
+ * Every group with its size and live status counts, largest first, and the edges between groups, in
+ * one pass over every row: the reference the shared overview (graph-cache.ts) is tested against.
+ */
 export async function groupedGraph(
   db: Database,
   groupBy: GroupBy,
@@ -80,16 +94,7 @@ export async function groupedGraph(
                  count(*) filter (where status = 'offline')::int as offline
           from k group by key order by count(*) desc, key`,
     ),
-    query<{ from: string; to: string; count: number; kinds: unknown }>(
-      db,
-      sql`with k as materialized (select id, ${key} as key from projects)
-          select f.key as "from", t.key as "to", count(*)::int as count,
-                 array_agg(distinct e.kind order by e.kind) as kinds
-          from integration_edges e
-          join k f on f.id = e.from_project_id
-          join k t on t.id = e.to_project_id
-          group by 1, 2 order by 1, 2`,
-    ),
+    query<{ from: string; to: string; count: number; kinds: unknown }>(db, groupEdgesSql(key)),
   ]);
   const internal = new Map<string, number>();
   const edges: GroupEdge[] = [];
