@@ -39,6 +39,7 @@ import {
 import { ProblemsList } from './problems-list.tsx';
 import { NowContext, ProjectNode, type ProjectNodeType } from './project-node.tsx';
 import { ProjectPanel } from './project-panel.tsx';
+import { CULL_MIN_NODES, useCulling } from './use-culling.ts';
 import { type Federation, type GroupChoice, type ProjectView, useFederation } from './use-federation.ts';
 import { useLayout } from './use-layout.ts';
 
@@ -201,7 +202,7 @@ function firstViewBounds(positions: Map<string, XY>, sizes: Map<string, LayoutIt
 const PAD = 40;
 
 function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProps) {
-  const { fitView, setCenter, setViewport } = useReactFlow();
+  const { setCenter, setViewport } = useReactFlow();
   const paneWidth = useStore((st) => st.width);
   const paneHeight = useStore((st) => st.height);
   const groupBy = fed.groupBy ?? 'tag';
@@ -233,7 +234,11 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
 
   // Node objects are reused while nothing about them changed, so React Flow and React skip them.
   const nodeCache = useRef(new Map<string, AnyNode>());
-  const { nodes, visible } = useMemo(() => {
+  const {
+    nodes: filteredNodes,
+    visible,
+    byId,
+  } = useMemo(() => {
     const cache = nodeCache.current;
     const next = new Map<string, AnyNode>();
     const visible = new Set<string>();
@@ -322,8 +327,25 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
       }
     }
     nodeCache.current = next;
-    return { nodes, visible };
+    return { nodes, visible, byId: next };
   }, [mode, fed.groups, fed.projects, positions, filters, selected, groupBy, items]);
+
+  // Large views are culled to what is near the viewport, in the culling worker: the node objects in
+  // item order, and which of them the filters leave (a new mask only when that changed).
+  const cullOn = items.length > CULL_MIN_NODES;
+  const lastMask = useRef(new Uint8Array(0));
+  const { all, shownMask } = useMemo(() => {
+    if (!cullOn) return { all: [] as AnyNode[], shownMask: lastMask.current };
+    const all = items.map((i) => byId.get(i.id) as AnyNode);
+    const mask = new Uint8Array(items.length);
+    items.forEach((item, i) => {
+      mask[i] = visible.has(item.id) ? 1 : 0;
+    });
+    const old = lastMask.current;
+    const same = old.length === mask.length && old.every((v, i) => v === mask[i]);
+    if (!same) lastMask.current = mask;
+    return { all, shownMask: lastMask.current };
+  }, [cullOn, items, byId, visible]);
 
   // Every edge object, built once per structure (not per filter or status change) and kept across
   // rebuilds when unchanged. Arrowheads are named markers drawn once (<EdgeMarkers>), not objects that
@@ -417,7 +439,8 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
   const edgeState = useRef<{ base: AnyEdge[]; visible: ReadonlySet<string>; edges: AnyEdge[] } | undefined>(
     undefined,
   );
-  const edges = useMemo<AnyEdge[]>(() => {
+  const filteredEdges = useMemo<AnyEdge[]>(() => {
+    if (cullOn) return [];
     const st = edgeState.current;
     if (st && st.base === baseEdges && st.visible.size === visible.size) {
       let same = true;
@@ -435,7 +458,19 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
     const out = baseEdges.filter((e) => visible.has(e.source) && visible.has(e.target));
     edgeState.current = { base: baseEdges, visible, edges: out };
     return out;
-  }, [baseEdges, visible]);
+  }, [cullOn, baseEdges, visible]);
+
+  const culled = useCulling({ enabled: cullOn, items, positions, edges: baseEdges, shown: shownMask });
+  const nodes = useMemo<AnyNode[]>(() => {
+    if (!cullOn) return filteredNodes;
+    if (!culled) return [];
+    return Array.from(culled.nodes, (i) => all[i] as AnyNode);
+  }, [cullOn, filteredNodes, culled, all]);
+  const edges = useMemo<AnyEdge[]>(() => {
+    if (!cullOn) return filteredEdges;
+    if (!culled) return [];
+    return Array.from(culled.edges, (j) => baseEdges[j] as AnyEdge);
+  }, [cullOn, filteredEdges, culled, baseEdges]);
 
   // The first view: a readable zoom on the top-left of the layout, refitted once the worker's layout
   // arrives unless the operator has moved the view in the meantime.
@@ -469,11 +504,28 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
     if (firstFilter.current === filterKey) return;
     firstFilter.current = filterKey;
     if (visible.size === 0) return;
-    void fitView({
-      nodes: [...visible].slice(0, FIRST_VIEW_NODES).map((id) => ({ id })),
-      duration: 0,
-      maxZoom: 1.2,
-    });
+    // From our own positions: a culled view does not hand React Flow the nodes to fit.
+    const sizes = new Map(items.map((i) => [i.id, i]));
+    const first = new Map<string, XY>();
+    for (const id of visible) {
+      const p = positions.get(id);
+      if (p) first.set(id, p);
+      if (first.size === FIRST_VIEW_NODES) break;
+    }
+    if (first.size === 0 || paneWidth === 0) return;
+    const box = firstViewBounds(first, sizes);
+    const zoom = Math.max(
+      0.05,
+      Math.min(1.2, Math.min(paneWidth / (box.width * 1.2), paneHeight / (box.height * 1.2))),
+    );
+    void setViewport(
+      {
+        x: paneWidth / 2 - (box.x + box.width / 2) * zoom,
+        y: paneHeight / 2 - (box.y + box.height / 2) * zoom,
+        zoom,
+      },
+      { duration: 0 },
+    );
   }, [filterKey]);
 
   // Focus a project picked in the problems list, once it is on the canvas.
