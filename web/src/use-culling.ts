@@ -76,6 +76,8 @@ export function useCulling(opts: {
 
   useEffect(() => {
     if (!enabled) return;
+    // An answer lost while disabled (no listener) must not leave a request marked in flight forever.
+    state.current.inFlight = false;
     onAnswer = (r) => {
       const st = state.current;
       st.inFlight = false;
