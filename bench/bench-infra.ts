@@ -1,5 +1,6 @@
 /** What the benchmark runs on: its own nats-server and a throwaway PostgreSQL database. */
 import { Worker } from 'node:worker_threads';
+import { connect } from '@nats-io/transport-node';
 import type { App } from '../src/app.ts';
 import { startNatsServer as startTestNatsServer } from '../test/helpers/nats-server.ts';
 import { createPostgresDatabase } from '../test/helpers/postgres.ts';
@@ -42,6 +43,47 @@ export function runPublisher(job: PublishJob): Promise<PublishResult> {
     });
     worker.once('error', reject);
   });
+}
+
+/**
+ * The ceiling of ingestion: NATS receive alone. A queue subscription (as the service's) that only
+ * counts, fed by the publisher thread with `projects` × `rounds` heartbeats; messages per second from
+ * the first publish to the last receive.
+ */
+export async function measureNatsReceive(job: {
+  natsUrl: string;
+  prefix: string;
+  projects: number;
+  rounds: number;
+  timeoutMs: number;
+}): Promise<{ perS: number; published: number }> {
+  const consumed = new SharedArrayBuffer(4);
+  const view = new Int32Array(consumed);
+  const nc = await connect({ servers: job.natsUrl });
+  try {
+    let got = 0;
+    nc.subscribe('hub.presence.*', {
+      queue: 'federation',
+      callback: () => {
+        got++;
+        Atomics.store(view, 0, got);
+      },
+    });
+    await nc.flush();
+    const pub = await runPublisher({
+      natsUrl: job.natsUrl,
+      prefix: job.prefix,
+      projects: job.projects,
+      firstRound: 1,
+      rounds: job.rounds,
+      window: 10_000,
+      consumed,
+    });
+    const done = await until(() => got >= pub.published, 'NATS receive alone', job.timeoutMs, 1);
+    return { perS: pub.published / ((done - pub.startedAt) / 1000), published: pub.published };
+  } finally {
+    await nc.close();
+  }
 }
 
 /** Nearest-rank percentile of `values` (0 < p ≤ 100); NaN when there are none. */

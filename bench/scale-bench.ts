@@ -17,6 +17,7 @@ import {
   counterValue,
   createDatabase,
   DEFAULT_POSTGRES_ADMIN_URL,
+  measureNatsReceive,
   percentile,
   runPublisher,
   sleep,
@@ -504,28 +505,13 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     const rounds = 30;
     const consumed = new SharedArrayBuffer(4);
     const consumedView = new Int32Array(consumed);
-    const plain = await connect({ servers: nats.url });
-    let got = 0;
-    plain.subscribe('hub.presence.*', {
-      queue: 'federation',
-      callback: () => {
-        got++;
-        Atomics.store(consumedView, 0, got);
-      },
-    });
-    await plain.flush();
-    const recvPub = await runPublisher({
+    const { perS: natsReceivePerS } = await measureNatsReceive({
       natsUrl: nats.url,
       prefix: PREFIX,
       projects: K,
-      firstRound: 1,
       rounds,
-      window: 10_000,
-      consumed,
+      timeoutMs: 120_000,
     });
-    const recvDone = await until(() => got >= recvPub.published, 'NATS receive alone', 120_000, 1);
-    const natsReceivePerS = recvPub.published / ((recvDone - recvPub.startedAt) / 1000);
-    await plain.close();
 
     const app = await buildApp({
       config: loadConfig({

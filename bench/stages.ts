@@ -3,19 +3,17 @@
  * NATS receive (plain queue subscription), check (decode + JSON.parse + schema), the intake as a whole
  * without NATS, and the writer's batched flush into PostgreSQL.
  */
-import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { checkHeartbeatMessage } from '../src/presence/heartbeat-check.ts';
 import {
   createDatabase,
+  measureNatsReceive,
   type NatsHandle,
   percentile,
-  runPublisher,
   sleep,
   startNatsServer,
-  until,
 } from './bench-infra.ts';
 import { slugOf } from './publisher-thread.ts';
 
@@ -66,31 +64,14 @@ export async function runStages(opts: {
     const natsUrl = nats.url;
 
     // NATS receive alone: a queue subscription that only counts, fed by the publisher thread.
-    const consumed = new SharedArrayBuffer(4);
-    const view = new Int32Array(consumed);
-    const nc = await connect({ servers: natsUrl });
-    let got = 0;
-    nc.subscribe('hub.presence.*', {
-      queue: 'federation',
-      callback: () => {
-        got++;
-        Atomics.store(view, 0, got);
-      },
-    });
-    await nc.flush();
-    const pub = await runPublisher({
+    const { perS: natsRate } = await measureNatsReceive({
       natsUrl,
       prefix: 'bench-load',
       projects: 10_000,
-      firstRound: 1,
       rounds: 30,
-      window: 10_000,
-      consumed,
+      timeoutMs: 60_000,
     });
-    const recvDone = await until(() => got >= pub.published, 'the plain subscriber', 60_000, 1);
-    const natsRate = pub.published / ((recvDone - pub.startedAt) / 1000);
     line(`  NATS receive alone (queue subscription, counting only): ${Math.round(natsRate)}/s`);
-    await nc.close();
 
     const config = loadConfig({
       DATABASE_URL: database.url,

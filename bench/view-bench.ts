@@ -10,14 +10,14 @@ import { loadavg, tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { build } from 'vite';
 import { type App, buildApp } from '../src/app.ts';
 import { testConfig } from '../src/config.ts';
+import { launchBrowser } from '../test/helpers/browser.ts';
 import { seedFleet } from '../test/helpers/fleet.ts';
 import { createDatabase, DEFAULT_POSTGRES_ADMIN_URL } from './bench-infra.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHANGES = 100;
 
@@ -87,6 +87,27 @@ async function heapMb(page: Page): Promise<number> {
 
 const longest = (tasks: Array<{ start: number; ms: number }>, after: number) =>
   Math.round(Math.max(0, ...tasks.filter((t) => t.start >= after).map((t) => t.ms)));
+
+/** The figures of one page once its last action settled: long tasks after first paint and the heap. */
+async function settle(
+  page: Page,
+  which: Figures['page'],
+  m: { n: number; e: number; grouped: boolean; firstPaint: number; changes: number; filter: number },
+): Promise<Figures> {
+  await page.waitForTimeout(500);
+  const tasks = await page.evaluate(() => (globalThis as unknown as PageGlobals).__longTasks);
+  return {
+    page: which,
+    mode: m.grouped ? 'grouped' : 'cards',
+    view_projects: m.n,
+    view_edges: m.e,
+    first_paint_ms: Math.round(m.firstPaint),
+    changes_painted_ms: Math.round(m.changes),
+    filter_ms: Math.round(m.filter),
+    longest_task_ms: longest(tasks, m.firstPaint),
+    js_heap_mb: await heapMb(page),
+  };
+}
 
 /** Static files of the bare page, and /api/* forwarded to the app. */
 function bareServer(dir: string, api: string): Promise<{ url: string; server: Server }> {
@@ -183,18 +204,8 @@ async function measureApp(
     { polling: 'raf', timeout: 60_000 },
   );
   const filter = (await page.evaluate(() => (globalThis as unknown as PageGlobals).__t ?? Number.NaN)) - f0;
-  await page.waitForTimeout(500);
-  const tasks = await page.evaluate(() => (globalThis as unknown as PageGlobals).__longTasks);
   return {
-    page: 'app',
-    mode: grouped ? 'grouped' : 'cards',
-    view_projects: n,
-    view_edges: e,
-    first_paint_ms: Math.round(firstPaint),
-    changes_painted_ms: Math.round(changes),
-    filter_ms: Math.round(filter),
-    longest_task_ms: longest(tasks, firstPaint),
-    js_heap_mb: await heapMb(page),
+    ...(await settle(page, 'app', { n, e, grouped, firstPaint, changes, filter })),
     ...(layout ? { layout_ms: layout.ms, layout_engine: layout.engine } : {}),
   };
 }
@@ -248,19 +259,7 @@ async function measureBare(
       ),
     'filtered',
   );
-  await page.waitForTimeout(500);
-  const tasks = await page.evaluate(() => (globalThis as unknown as PageGlobals).__longTasks);
-  return {
-    page: 'bare',
-    mode: grouped ? 'grouped' : 'cards',
-    view_projects: n,
-    view_edges: e,
-    first_paint_ms: Math.round(firstPaint),
-    changes_painted_ms: Math.round(changes),
-    filter_ms: Math.round(filter),
-    longest_task_ms: longest(tasks, firstPaint),
-    js_heap_mb: await heapMb(page),
-  };
+  return settle(page, 'bare', { n, e, grouped, firstPaint, changes, filter });
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -297,19 +296,8 @@ export async function main(argv: string[]): Promise<number> {
     `view bench: sizes ${sizes.join(', ')}; load average ${loadStart.map((l) => l.toFixed(2)).join(' ')}`,
   );
   const runs: Figures[] = [];
-  const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'view-bench-')), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--no-first-run',
-    ],
-    viewport: { width: 1440, height: 900 },
-  });
+  const browser = await launchBrowser();
+  const { context } = browser;
   await context.addInitScript(INIT_SCRIPT);
   try {
     for (const n of sizes) {
@@ -352,20 +340,27 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
   } finally {
-    await context.close();
+    await browser.close();
     rmSync(bareDir, { recursive: true, force: true });
   }
+  // Each figure of the app over the same figure of the bare page, measured in this run (1 = the ceiling).
+  const ratio = (a: number, b: number) => Math.round((a / Math.max(1, b)) * 100) / 100;
   const ratios = sizes.map((n) => {
     const appRun = runs.find((r) => r.page === 'app' && r.view_projects === n);
     const bareRun = runs.find((r) => r.page === 'bare' && r.view_projects === n);
+    const of = (
+      k: 'first_paint_ms' | 'changes_painted_ms' | 'filter_ms' | 'longest_task_ms' | 'js_heap_mb',
+    ) => (appRun && bareRun ? ratio(appRun[k], bareRun[k]) : null);
     return {
       view_projects: n,
-      first_paint_ratio:
-        appRun && bareRun
-          ? Math.round((appRun.first_paint_ms / Math.max(1, bareRun.first_paint_ms)) * 100) / 100
-          : null,
+      first_paint_ratio: of('first_paint_ms'),
+      changes_painted_ratio: of('changes_painted_ms'),
+      filter_ratio: of('filter_ms'),
+      longest_task_ratio: of('longest_task_ms'),
+      js_heap_ratio: of('js_heap_mb'),
     };
   });
+  for (const r of ratios) console.log(`ratios app/bare at ${r.view_projects}: ${JSON.stringify(r)}`);
   console.log(
     JSON.stringify({
       runs,

@@ -1,15 +1,9 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
+import { type Browser, ensureViewBuilt, launchBrowser } from './helpers/browser.ts';
 import { heartbeatPayload } from './helpers/presence.ts';
-
-const CHROMIUM = '/usr/bin/chromium';
-const DIST_INDEX = fileURLToPath(new URL('../web/dist/index.html', import.meta.url));
 
 /**
  * The ecosystem view and the docs UI work under the Content-Security-Policy the service sends: the
@@ -18,15 +12,13 @@ const DIST_INDEX = fileURLToPath(new URL('../web/dist/index.html', import.meta.u
 describe('the CSP leaves the view and the docs working (Chromium)', () => {
   let app: App;
   let base: string;
-  let context: BrowserContext;
+  let browser: Browser;
   let page: Page;
-  let userDataDir: string;
   const violations: string[] = [];
   const slug = uniqueSlug('csp');
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
-    if (!existsSync(DIST_INDEX)) throw new Error('web/dist/index.html is missing; run `npm run build:web`');
+    ensureViewBuilt();
     app = await buildTestApp();
     await app.listen({ host: '127.0.0.1', port: 0 });
     const address = app.server.address();
@@ -40,26 +32,14 @@ describe('the CSP leaves the view and the docs working (Chromium)', () => {
     expect(hb.statusCode).toBe(202);
     await app.heartbeatWriter.flush();
 
-    userDataDir = mkdtempSync(join(tmpdir(), 'csp-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchBrowser();
     // Every violation fires this DOM event; the console message alone can be missed on navigation.
-    await context.addInitScript({
+    await browser.context.addInitScript({
       content: `document.addEventListener('securitypolicyviolation', (e) => {
         console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI);
       });`,
     });
-    page = context.pages()[0] ?? (await context.newPage());
+    page = browser.page;
     page.setDefaultTimeout(15_000);
     page.on('console', (msg) => {
       const text = msg.text();
@@ -69,8 +49,7 @@ describe('the CSP leaves the view and the docs working (Chromium)', () => {
   });
 
   afterAll(async () => {
-    await context?.close();
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    await browser?.close();
     await app?.close();
   });
 

@@ -1,17 +1,13 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { ActionResponder } from '../src/client/action-responder.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
-import { ensureViewBuilt } from './helpers/browser.ts';
+import { type Browser, ensureViewBuilt, launchBrowser } from './helpers/browser.ts';
 import { startNatsServer, type TestNatsServer } from './helpers/nats-server.ts';
 import { waitFor } from './helpers/wait.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ADMIN = 'browser-admin-secret';
 const SCREENSHOT = '/tmp/ecosystem.png';
 
@@ -21,9 +17,8 @@ describe('ecosystem view in Chromium', () => {
   let base: string;
   let nc: NatsConnection;
   let responder: ActionResponder;
-  let context: BrowserContext;
+  let browser: Browser;
   let page: Page;
-  let userDataDir: string;
   const pageErrors: string[] = [];
   const alpha = { slug: uniqueSlug('alpha'), name: 'Alpha Console' };
   const beta = { slug: uniqueSlug('beta'), name: 'Beta Worker' };
@@ -62,7 +57,6 @@ describe('ecosystem view in Chromium', () => {
   beforeAll(async () => {
     // A NATS of its own: on the shared one, other files' apps in the queue group would take heartbeats.
     natsServer = await startNatsServer();
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
     ensureViewBuilt();
     app = await buildTestApp({ NATS_URL: natsServer.url, FED_ADMIN_TOKEN: ADMIN });
     await app.listen({ host: '127.0.0.1', port: 0 });
@@ -94,30 +88,14 @@ describe('ecosystem view in Chromium', () => {
     responder.onAction('audit', () => ({ findings: 0 }));
     responder.start();
 
-    userDataDir = mkdtempSync(join(tmpdir(), 'ecosystem-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-        '--disable-sync',
-        '--disable-quic',
-      ],
-      viewport: { width: 1440, height: 900 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    browser = await launchBrowser();
+    page = browser.page;
     page.setDefaultTimeout(15_000);
     page.on('pageerror', (err) => pageErrors.push(err.message));
   });
 
   afterAll(async () => {
-    await context?.close();
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    await browser?.close();
     await responder?.stop();
     await nc?.close();
     await app?.close();
@@ -227,7 +205,7 @@ describe('ecosystem view in Chromium', () => {
   });
 
   it('shows an empty state, an error banner when the API is down, and asks for a read token on 401', async () => {
-    const other = await context.newPage();
+    const other = await browser.context.newPage();
     other.setDefaultTimeout(15_000);
     other.on('pageerror', (err) => pageErrors.push(err.message));
     let mode: 'empty' | 'down' | 'locked' = 'empty';
@@ -264,7 +242,7 @@ describe('ecosystem view in Chromium', () => {
   });
 
   it('draws 10,000 projects and 20,000 edges as cards when asked, rendering only those on screen', async () => {
-    const big = await context.newPage();
+    const big = await browser.context.newPage();
     big.setDefaultTimeout(30_000);
     big.on('pageerror', (err) => pageErrors.push(err.message));
     const statuses = ['online', 'degraded', 'offline'] as const;

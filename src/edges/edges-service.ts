@@ -6,13 +6,13 @@ import { arrayParam, type Database, query } from '../db/connection.ts';
 import { DomainError, InputError, NotFoundError } from '../errors.ts';
 import { MetricsService } from '../metrics/metrics-service.ts';
 import { EDGE_KINDS, type ProjectStatus } from '../protocol/index.ts';
+import { GroupedGraphCache } from './graph-cache.ts';
 import {
   type ExternalEdge,
   externalEdges,
   type GraphGroup,
   type GroupBy,
   type GroupEdge,
-  groupedGraph,
   groupMembers,
   type ProblemRow,
   problems,
@@ -124,6 +124,8 @@ export class EdgesService {
   readonly #clock: Clock;
   readonly #catalog: CatalogService;
   readonly #metrics: Pick<MetricsService, 'latestByProject'>;
+  /** The grouped overviews, shared by every client (see graph-cache.ts). */
+  readonly groupedCache: GroupedGraphCache;
 
   constructor(deps: {
     db: Database;
@@ -135,6 +137,18 @@ export class EdgesService {
     this.#metrics = deps.metrics ?? new MetricsService({ db: deps.db });
     this.#clock = deps.clock;
     this.#catalog = deps.catalog;
+    this.groupedCache = new GroupedGraphCache({
+      db: deps.db,
+      clock: deps.clock,
+      statusSql: (now) => deps.catalog.statusSql(now),
+      dueIdsSql: (now) => deps.catalog.dueIdsSql(now),
+      compactCounts: () => deps.catalog.compactCounts(),
+    });
+  }
+
+  /** The catalog changed (a project registered, changed or deleted): overviews are read afresh. */
+  catalogChanged(): void {
+    this.groupedCache.invalidate();
   }
 
   #select(where: SQL): SQL {
@@ -193,6 +207,7 @@ export class EdgesService {
           returning id, (xmax = 0) as inserted`,
     );
     const row = rows[0];
+    if (row?.inserted) this.groupedCache.invalidate();
     if (!row) {
       const found = await query<{ slug: string }>(
         this.#db,
@@ -214,6 +229,7 @@ export class EdgesService {
       sql`delete from integration_edges where id = ${id} returning id`,
     );
     if (rows.length === 0) throw new NotFoundError(`edge ${id} does not exist`);
+    this.groupedCache.invalidate();
   }
 
   /**
@@ -251,6 +267,7 @@ export class EdgesService {
               where i.from_id = e.from_project_id and i.to_id = e.to_project_id and i.kind = e.kind)
             returning e.id`,
       );
+      this.groupedCache.invalidate();
       return { upserted: upserted.length, removed: removed.length };
     });
   }
@@ -295,7 +312,7 @@ export class EdgesService {
     if (latest.size === 0) return { upserted: 0, pruned: 0, skipped };
     const list = [...items.values()];
     const reporters = [...latest.values()];
-    const rows = await query<{ upserted: number; pruned: number; unknown: number }>(
+    const rows = await query<{ upserted: number; inserted: number; pruned: number; unknown: number }>(
       this.#db,
       sql`with reported as (
             select i.from_slug, i.to_slug, i.kind, i.strength, i.at, f.id as from_id, t.id as to_id
@@ -313,7 +330,7 @@ export class EdgesService {
                               then coalesce(excluded.strength, integration_edges.strength)
                               else integration_edges.strength end,
               last_seen_at = greatest(integration_edges.last_seen_at, excluded.last_seen_at)
-            returning id
+            returning id, (xmax = 0) as inserted
           ), reporters as (
             select p.id, r.at
             from unnest(${arrayParam(reporters.map((r) => r.slug))}::text[], ${arrayParam(reporters.map((r) => r.at.toISOString()))}::timestamptz[]) as r(slug, at)
@@ -327,10 +344,13 @@ export class EdgesService {
             returning e.id
           )
           select (select count(*) from upserted)::int as upserted,
+                 (select count(*) from upserted where inserted)::int as inserted,
                  (select count(*) from pruned)::int as pruned,
                  (select count(*) from reported where from_id is null or to_id is null)::int as unknown`,
     );
-    const r = rows[0] ?? { upserted: 0, pruned: 0, unknown: 0 };
+    const r = rows[0] ?? { upserted: 0, inserted: 0, pruned: 0, unknown: 0 };
+    // Refreshing last_seen_at changes no overview; a new or removed edge does.
+    if (r.inserted > 0 || r.pruned > 0) this.groupedCache.invalidate();
     skipped.unknown_project = r.unknown;
     return { upserted: r.upserted, pruned: r.pruned, skipped };
   }
@@ -388,7 +408,7 @@ export class EdgesService {
     groupBy: GroupBy,
     maxGroups = DEFAULT_GRAPH_MAX_NODES,
   ): Promise<{ groups: GraphGroup[]; edges: GroupEdge[] }> {
-    const graph = await groupedGraph(this.#db, groupBy, this.#catalog.statusSql());
+    const graph = await this.groupedCache.get(groupBy);
     if (graph.groups.length > maxGroups) {
       throw new GraphTooLargeError(
         `grouping by ${groupBy} gives ${graph.groups.length} groups, more than ${maxGroups} (FED_GRAPH_MAX_NODES): group by ${groupBy === 'status' ? 'tag' : 'status'} instead`,

@@ -63,7 +63,21 @@ export function groupKeySql(groupBy: GroupBy, status: SQL<ProjectStatus>): SQL<s
 
 const toList = (v: unknown): string[] => (Array.isArray(v) ? (v as string[]) : []);
 
-/** Every group with its size and live status counts, largest first, and the edges between groups. */
+/** Project-to-project edges bundled per (from group, to group), internal ones included: one scan. */
+export function groupEdgesSql(key: SQL<string>): SQL {
+  return sql`with k as materialized (select id, ${key} as key from projects)
+      select f.key as "from", t.key as "to", count(*)::int as count,
+             array_agg(distinct e.kind order by e.kind) as kinds
+      from integration_edges e
+      join k f on f.id = e.from_project_id
+      join k t on t.id = e.to_project_id
+      group by 1, 2 order by 1, 2`;
+}
+
+/**
+ * Every group with its size and live status counts, largest first, and the edges between groups, in
+ * one pass over every row: the reference the shared overview (graph-cache.ts) is tested against.
+ */
 export async function groupedGraph(
   db: Database,
   groupBy: GroupBy,
@@ -80,16 +94,7 @@ export async function groupedGraph(
                  count(*) filter (where status = 'offline')::int as offline
           from k group by key order by count(*) desc, key`,
     ),
-    query<{ from: string; to: string; count: number; kinds: unknown }>(
-      db,
-      sql`with k as materialized (select id, ${key} as key from projects)
-          select f.key as "from", t.key as "to", count(*)::int as count,
-                 array_agg(distinct e.kind order by e.kind) as kinds
-          from integration_edges e
-          join k f on f.id = e.from_project_id
-          join k t on t.id = e.to_project_id
-          group by 1, 2 order by 1, 2`,
-    ),
+    query<{ from: string; to: string; count: number; kinds: unknown }>(db, groupEdgesSql(key)),
   ]);
   const internal = new Map<string, number>();
   const edges: GroupEdge[] = [];
@@ -165,6 +170,44 @@ export async function externalEdges(
 }
 
 /**
+ * The statement `problems` runs (exported so a test can EXPLAIN it). The candidates are two reads, each
+ * through an index, never the catalog: the projects stored offline or degraded (the (status, slug)
+ * index), and the due ones stored online (ids from the deadline queue), which the rule may have moved
+ * since the last sweep. The rule decides the status of each (`status`, applied to the row).
+ */
+export function problemsSql(status: SQL<ProjectStatus>, dueIds: SQL, limit: number): SQL {
+  const columns = sql`id, slug, name, status_changed_at, created_at, last_heartbeat_at, ${status} as status,
+                 ${groupKeySql('tag', status)} as tag, ${groupKeySql('namespace', status)} as namespace`;
+  return sql`select p.slug, p.name, p.status, coalesce(p.status_changed_at, p.created_at) as since,
+               ev.reason, p.last_heartbeat_at, p.tag, p.namespace
+        from (
+          select ${columns} from projects where status in ('offline', 'degraded')
+          union all
+          select ${columns} from projects where status = 'online' and id in ${dueIds}) p
+        left join lateral (
+          select reason from project_status_events s
+          where s.project_id = p.id and s.to_status = p.status
+          order by s.at desc, s.id desc limit 1) ev on true
+        where p.status in ('offline', 'degraded')
+        order by coalesce(p.status_changed_at, p.created_at) desc, p.slug
+        limit ${limit}`;
+}
+
+/**
+ * The projects the status rule does not call online now, as (id, key, st), read as the problems are:
+ * stored offline or degraded through the (status, slug) index, plus the due ones stored online (the
+ * deadline queue), with the rule applied to each — the way the catalog's status reads stay consistent
+ * with the rule at read time.
+ */
+export function notOnlineSql(key: SQL, status: SQL<ProjectStatus>, dueIds: SQL): SQL {
+  return sql`select id, key, st from (
+      select id, ${key} as key, ${status} as st from projects where status in ('offline', 'degraded')
+      union all
+      select id, ${key} as key, ${status} as st from projects where status = 'online' and id in ${dueIds}
+    ) n where st <> 'online'`;
+}
+
+/**
  * Offline and degraded projects, the most recent change first, with the reason of their latest
  * transition. A project that never beat has no transition: it is listed from its creation.
  */
@@ -184,25 +227,7 @@ export async function problems(
     last_heartbeat_at: string | Date | null;
     tag: string;
     namespace: string;
-  }>(
-    db,
-    sql`select p.slug, p.name, p.status, coalesce(p.status_changed_at, p.created_at) as since,
-               ev.reason, p.last_heartbeat_at, p.tag, p.namespace
-        from (select id, slug, name, status_changed_at, created_at, last_heartbeat_at,
-                     ${status} as status, ${groupKeySql('tag', status)} as tag,
-                     ${groupKeySql('namespace', status)} as namespace
-              from projects
-              -- Only candidates: stored offline or degraded (the (status, slug) index), or due (the
-              -- deadline queue), whose status the rule decides now. Never the whole catalog.
-              where status in ('offline', 'degraded') or id in ${dueIds}) p
-        left join lateral (
-          select reason from project_status_events s
-          where s.project_id = p.id and s.to_status = p.status
-          order by s.at desc, s.id desc limit 1) ev on true
-        where p.status in ('offline', 'degraded')
-        order by coalesce(p.status_changed_at, p.created_at) desc, p.slug
-        limit ${limit}`,
-  );
+  }>(db, problemsSql(status, dueIds, limit));
   return rows.map((r) => ({
     slug: r.slug,
     name: r.name,

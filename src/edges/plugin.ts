@@ -87,6 +87,13 @@ export const edgesPlugin = fp(
     };
     app.integrationSinks.push(sink);
 
+    // A project registered, changed or deleted through this instance's API: the grouped overviews are
+    // read afresh at once (other replicas see it by the project count or within STRUCTURE_MAX_AGE_MS).
+    app.addHook('onResponse', async (request, reply) => {
+      if (request.method === 'GET' || request.method === 'HEAD' || reply.statusCode >= 300) return;
+      if (request.url.startsWith('/api/fed/projects')) edges.catalogChanged();
+    });
+
     await app.register(edgesRoutes, { edges, maxNodes: app.config.graphMaxNodes });
   },
   { name: 'edges', dependencies: ['core', 'catalog'] },

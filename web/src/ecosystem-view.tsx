@@ -2,7 +2,6 @@ import {
   Background,
   Controls,
   type Edge,
-  MarkerType,
   MiniMap,
   type Node,
   type NodeHandle,
@@ -40,6 +39,7 @@ import {
 import { ProblemsList } from './problems-list.tsx';
 import { NowContext, ProjectNode, type ProjectNodeType } from './project-node.tsx';
 import { ProjectPanel } from './project-panel.tsx';
+import { CULL_MIN_NODES, useCulling } from './use-culling.ts';
 import { type Federation, type GroupChoice, type ProjectView, useFederation } from './use-federation.ts';
 import { useLayout } from './use-layout.ts';
 
@@ -112,14 +112,43 @@ function edgeWidth(strength: number | null): number {
   return 1 + s * 5;
 }
 
-const arrow = (color: string) => ({
-  type: MarkerType.ArrowClosed,
-  width: 18,
-  height: 18,
-  // Sized in pixels, not in stroke widths, so a strong (wide) edge does not get a huge arrow.
-  markerUnits: 'userSpaceOnUse',
-  color,
-});
+const markerId = (kind: string) => `fed-arrow-${kind in EDGE_COLORS ? kind : 'default'}`;
+
+/**
+ * The arrowheads, one <marker> per edge kind (React Flow's closed arrow), drawn once. Edges name them
+ * by id: React Flow would otherwise derive a marker id from a marker object for each of 20,000 edges
+ * whenever the edge list changes.
+ */
+function EdgeMarkers() {
+  return (
+    <svg className="edge-markers" aria-hidden="true" width="0" height="0">
+      <defs>
+        {Object.entries(EDGE_COLORS).map(([kind, color]) => (
+          <marker
+            key={kind}
+            id={markerId(kind)}
+            className="react-flow__arrowhead"
+            markerWidth="18"
+            markerHeight="18"
+            viewBox="-10 -10 20 20"
+            // Sized in pixels, not in stroke widths, so a strong (wide) edge does not get a huge arrow.
+            markerUnits="userSpaceOnUse"
+            orient="auto-start-reverse"
+            refX="0"
+            refY="0"
+          >
+            <polyline
+              style={{ stroke: color, fill: color, strokeWidth: 1 }}
+              strokeLinecap="round"
+              strokeLinejoin="round"
+              points="-5,-4 0,0 -5,4 -5,-4"
+            />
+          </marker>
+        ))}
+      </defs>
+    </svg>
+  );
+}
 
 /** The URL says what is shown (?group_by=…&group=…), so a view can be linked and the Back button works. */
 function readUrl(): { choice: GroupChoice; group: string | undefined } {
@@ -173,7 +202,7 @@ function firstViewBounds(positions: Map<string, XY>, sizes: Map<string, LayoutIt
 const PAD = 40;
 
 function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProps) {
-  const { fitView, setCenter, setViewport } = useReactFlow();
+  const { setCenter, setViewport } = useReactFlow();
   const paneWidth = useStore((st) => st.width);
   const paneHeight = useStore((st) => st.height);
   const groupBy = fed.groupBy ?? 'tag';
@@ -187,7 +216,7 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
       for (const g of fed.groups) items.push({ id: g.key, width: GROUP_WIDTH, height: GROUP_HEIGHT });
       for (const e of fed.groupEdges) links.push({ from: e.from, to: e.to });
     } else {
-      for (const p of fed.projects) items.push({ id: p.slug, width: NODE_WIDTH, height: NODE_HEIGHT });
+      for (const slug of fed.slugs) items.push({ id: slug, width: NODE_WIDTH, height: NODE_HEIGHT });
       for (const e of fed.edges) links.push({ from: e.from, to: e.to });
       const stubs = new Set<string>();
       for (const x of fed.external) {
@@ -199,13 +228,17 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
     }
     const key = `${mode}|${items.map((i) => i.id).join(',')}|${links.map((l) => `${l.from}>${l.to}`).join(',')}`;
     return { items, links, key };
-  }, [mode, fed.groups, fed.groupEdges, fed.projects, fed.edges, fed.external]);
+  }, [mode, fed.groups, fed.groupEdges, fed.slugs, fed.edges, fed.external]);
   const layout = useLayout(items, links, key);
   const positions = layout.positions;
 
   // Node objects are reused while nothing about them changed, so React Flow and React skip them.
   const nodeCache = useRef(new Map<string, AnyNode>());
-  const { nodes, visible } = useMemo(() => {
+  const {
+    nodes: filteredNodes,
+    visible,
+    byId,
+  } = useMemo(() => {
     const cache = nodeCache.current;
     const next = new Map<string, AnyNode>();
     const visible = new Set<string>();
@@ -213,16 +246,12 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
     if (mode === 'groups') {
       for (const g of fed.groups) {
         const position = positions.get(g.key) ?? { x: 0, y: 0 };
-        const hidden = !groupMatches(g, groupBy, filters);
-        if (!hidden) visible.add(g.key);
+        const shown = groupMatches(g, groupBy, filters);
+        if (shown) visible.add(g.key);
         const label = groupLabel(g.key, groupBy);
         const old = cache.get(g.key) as GroupNodeType | undefined;
         const node: GroupNodeType =
-          old &&
-          old.data.group === g &&
-          old.data.groupBy === groupBy &&
-          old.position === position &&
-          old.hidden === hidden
+          old && old.data.group === g && old.data.groupBy === groupBy && old.position === position
             ? old
             : {
                 id: g.key,
@@ -233,28 +262,23 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
                 height: GROUP_HEIGHT,
                 measured: { width: GROUP_WIDTH, height: GROUP_HEIGHT },
                 handles: GROUP_HANDLES,
-                hidden,
                 draggable: false,
                 connectable: false,
                 ariaLabel: `Group ${label}: ${g.count} projects, ${g.status_counts.online} online, ${g.status_counts.degraded} degraded, ${g.status_counts.offline} offline. Enter opens it.`,
                 domAttributes: { 'data-group': g.key } as Record<string, string>,
               };
         next.set(g.key, node);
-        nodes.push(node);
+        if (shown) nodes.push(node);
       }
     } else {
       for (const p of fed.projects) {
         const position = positions.get(p.slug) ?? { x: 0, y: 0 };
-        const hidden = !matches(p, filters);
-        if (!hidden) visible.add(p.slug);
+        const shown = matches(p, filters);
+        if (shown) visible.add(p.slug);
         const isSelected = p.slug === selected;
         const old = cache.get(p.slug) as ProjectNodeType | undefined;
         const node: ProjectNodeType =
-          old &&
-          old.data.project === p &&
-          old.position === position &&
-          old.hidden === hidden &&
-          old.selected === isSelected
+          old && old.data.project === p && old.position === position && old.selected === isSelected
             ? old
             : {
                 id: p.slug,
@@ -265,7 +289,6 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
                 height: NODE_HEIGHT,
                 measured: { width: NODE_WIDTH, height: NODE_HEIGHT },
                 handles: CARD_HANDLES,
-                hidden,
                 selected: isSelected,
                 draggable: false,
                 connectable: false,
@@ -273,7 +296,7 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
                 domAttributes: { 'data-slug': p.slug, 'data-status': p.status } as Record<string, string>,
               };
         next.set(p.slug, node);
-        nodes.push(node);
+        if (shown) nodes.push(node);
       }
       const counts = new Map(fed.groups.map((g) => [g.key, g.status_counts]));
       for (const item of items) {
@@ -304,62 +327,150 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
       }
     }
     nodeCache.current = next;
-    return { nodes, visible };
+    return { nodes, visible, byId: next };
   }, [mode, fed.groups, fed.projects, positions, filters, selected, groupBy, items]);
 
-  const edges = useMemo<AnyEdge[]>(() => {
+  // Large views are culled to what is near the viewport, in the culling worker: the node objects in
+  // item order, and which of them the filters leave (a new mask only when that changed).
+  const cullOn = items.length > CULL_MIN_NODES;
+  const lastMask = useRef(new Uint8Array(0));
+  const { all, shownMask } = useMemo(() => {
+    if (!cullOn) return { all: [] as AnyNode[], shownMask: lastMask.current };
+    const all = items.map((i) => byId.get(i.id) as AnyNode);
+    const mask = new Uint8Array(items.length);
+    items.forEach((item, i) => {
+      mask[i] = visible.has(item.id) ? 1 : 0;
+    });
+    const old = lastMask.current;
+    const same = old.length === mask.length && old.every((v, i) => v === mask[i]);
+    if (!same) lastMask.current = mask;
+    return { all, shownMask: lastMask.current };
+  }, [cullOn, items, byId, visible]);
+
+  // Every edge object, built once per structure (not per filter or status change) and kept across
+  // rebuilds when unchanged. Arrowheads are named markers drawn once (<EdgeMarkers>), not objects that
+  // React Flow would turn into ids edge by edge.
+  const edgeObjects = useRef(new Map<string, AnyEdge>());
+  const baseEdges = useMemo<AnyEdge[]>(() => {
+    const cache = edgeObjects.current;
+    const next = new Map<string, AnyEdge>();
+    const out: AnyEdge[] = [];
+    const keep = (edge: AnyEdge, same: (old: AnyEdge) => boolean) => {
+      const old = cache.get(edge.id);
+      const chosen = old && same(old) ? old : edge;
+      next.set(chosen.id, chosen);
+      out.push(chosen);
+    };
     if (mode === 'groups') {
-      return fed.groupEdges.map(
-        (e): BundleEdgeType => ({
-          id: `bundle-${e.from}>${e.to}`,
-          type: 'bundle',
-          source: e.from,
-          target: e.to,
-          data: { count: e.count, kinds: e.kinds },
-          hidden: !visible.has(e.from) || !visible.has(e.to),
-          markerEnd: arrow(EDGE_COLORS.default as string),
-          focusable: false,
-          ariaLabel: `${e.count} edges from ${groupLabel(e.from, groupBy)} to ${groupLabel(e.to, groupBy)}`,
-        }),
-      );
+      for (const e of fed.groupEdges) {
+        const data = { count: e.count, kinds: e.kinds };
+        keep(
+          {
+            id: `bundle-${e.from}>${e.to}`,
+            type: 'bundle',
+            source: e.from,
+            target: e.to,
+            data,
+            markerEnd: markerId('default'),
+            focusable: false,
+            ariaLabel: `${e.count} edges from ${groupLabel(e.from, groupBy)} to ${groupLabel(e.to, groupBy)}`,
+          },
+          (old) =>
+            old.source === e.from &&
+            old.target === e.to &&
+            old.ariaLabel?.startsWith(`${e.count} edges from ${groupLabel(e.from, groupBy)} `) === true &&
+            (old as BundleEdgeType).data?.kinds.join() === e.kinds.join(),
+        );
+      }
+    } else {
+      const known = new Set(fed.slugs);
+      for (const e of fed.edges) {
+        if (!known.has(e.from) || !known.has(e.to)) continue;
+        keep(
+          {
+            id: `edge-${e.id}`,
+            type: 'kind',
+            source: e.from,
+            target: e.to,
+            data: { kind: e.kind, strength: e.strength },
+            className: `edge-kind-${e.kind}`,
+            style: { strokeWidth: edgeWidth(e.strength) },
+            markerEnd: markerId(e.kind),
+            focusable: false,
+            ariaLabel: `${e.from} ${e.kind} ${e.to}`,
+            domAttributes: { 'data-kind': e.kind } as Record<string, string>,
+          },
+          (old) => {
+            const d = (old as KindEdgeType).data;
+            return (
+              old.source === e.from && old.target === e.to && d?.kind === e.kind && d.strength === e.strength
+            );
+          },
+        );
+      }
+      for (const x of fed.external) {
+        const stub = `${STUB_PREFIX}${x.group}`;
+        const [source, target] = x.direction === 'out' ? [x.project, stub] : [stub, x.project];
+        const ariaLabel = `${x.count} edges between ${x.project} and group ${groupLabel(x.group, groupBy)}`;
+        keep(
+          {
+            id: `ext-${source}>${target}`,
+            type: 'bundle',
+            source,
+            target,
+            data: { count: x.count, kinds: x.kinds },
+            markerEnd: markerId('default'),
+            focusable: false,
+            className: 'edge-external',
+            ariaLabel,
+          },
+          (old) =>
+            old.ariaLabel === ariaLabel && (old as BundleEdgeType).data?.kinds.join() === x.kinds.join(),
+        );
+      }
     }
-    const known = new Set(fed.projects.map((p) => p.slug));
-    const out: AnyEdge[] = fed.edges
-      .filter((e) => known.has(e.from) && known.has(e.to))
-      .map(
-        (e): KindEdgeType => ({
-          id: `edge-${e.id}`,
-          type: 'kind',
-          source: e.from,
-          target: e.to,
-          data: { kind: e.kind, strength: e.strength },
-          hidden: !visible.has(e.from) || !visible.has(e.to),
-          className: `edge-kind-${e.kind}`,
-          style: { strokeWidth: edgeWidth(e.strength) },
-          markerEnd: arrow(EDGE_COLORS[e.kind] ?? (EDGE_COLORS.default as string)),
-          focusable: false,
-          ariaLabel: `${e.from} ${e.kind} ${e.to}`,
-          domAttributes: { 'data-kind': e.kind } as Record<string, string>,
-        }),
-      );
-    for (const x of fed.external) {
-      const stub = `${STUB_PREFIX}${x.group}`;
-      const [source, target] = x.direction === 'out' ? [x.project, stub] : [stub, x.project];
-      out.push({
-        id: `ext-${source}>${target}`,
-        type: 'bundle',
-        source,
-        target,
-        data: { count: x.count, kinds: x.kinds },
-        hidden: !visible.has(x.project),
-        markerEnd: arrow(EDGE_COLORS.default as string),
-        focusable: false,
-        className: 'edge-external',
-        ariaLabel: `${x.count} edges between ${x.project} and group ${groupLabel(x.group, groupBy)}`,
-      });
-    }
+    edgeObjects.current = next;
     return out;
-  }, [mode, fed.groupEdges, fed.edges, fed.projects, fed.external, visible, groupBy]);
+  }, [mode, fed.groupEdges, fed.edges, fed.slugs, fed.external, groupBy]);
+
+  // React Flow is handed only what the filters leave, not every element marked hidden: its own work
+  // (lookups, visibility tests, DOM) then follows what is shown. The list is rebuilt only when a node's
+  // visibility flipped, so a status change (no flip) hands React Flow the same edges array.
+  const edgeState = useRef<{ base: AnyEdge[]; visible: ReadonlySet<string>; edges: AnyEdge[] } | undefined>(
+    undefined,
+  );
+  const filteredEdges = useMemo<AnyEdge[]>(() => {
+    if (cullOn) return [];
+    const st = edgeState.current;
+    if (st && st.base === baseEdges && st.visible.size === visible.size) {
+      let same = true;
+      for (const id of visible) {
+        if (!st.visible.has(id)) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        edgeState.current = { ...st, visible };
+        return st.edges;
+      }
+    }
+    const out = baseEdges.filter((e) => visible.has(e.source) && visible.has(e.target));
+    edgeState.current = { base: baseEdges, visible, edges: out };
+    return out;
+  }, [cullOn, baseEdges, visible]);
+
+  const culled = useCulling({ enabled: cullOn, items, positions, edges: baseEdges, shown: shownMask });
+  const nodes = useMemo<AnyNode[]>(() => {
+    if (!cullOn) return filteredNodes;
+    if (!culled) return [];
+    return Array.from(culled.nodes, (i) => all[i] as AnyNode);
+  }, [cullOn, filteredNodes, culled, all]);
+  const edges = useMemo<AnyEdge[]>(() => {
+    if (!cullOn) return filteredEdges;
+    if (!culled) return [];
+    return Array.from(culled.edges, (j) => baseEdges[j] as AnyEdge);
+  }, [cullOn, filteredEdges, culled, baseEdges]);
 
   // The first view: a readable zoom on the top-left of the layout, refitted once the worker's layout
   // arrives unless the operator has moved the view in the meantime.
@@ -393,11 +504,28 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
     if (firstFilter.current === filterKey) return;
     firstFilter.current = filterKey;
     if (visible.size === 0) return;
-    void fitView({
-      nodes: [...visible].slice(0, FIRST_VIEW_NODES).map((id) => ({ id })),
-      duration: 0,
-      maxZoom: 1.2,
-    });
+    // From our own positions: a culled view does not hand React Flow the nodes to fit.
+    const sizes = new Map(items.map((i) => [i.id, i]));
+    const first = new Map<string, XY>();
+    for (const id of visible) {
+      const p = positions.get(id);
+      if (p) first.set(id, p);
+      if (first.size === FIRST_VIEW_NODES) break;
+    }
+    if (first.size === 0 || paneWidth === 0) return;
+    const box = firstViewBounds(first, sizes);
+    const zoom = Math.max(
+      0.05,
+      Math.min(1.2, Math.min(paneWidth / (box.width * 1.2), paneHeight / (box.height * 1.2))),
+    );
+    void setViewport(
+      {
+        x: paneWidth / 2 - (box.x + box.width / 2) * zoom,
+        y: paneHeight / 2 - (box.y + box.height / 2) * zoom,
+        zoom,
+      },
+      { duration: 0 },
+    );
   }, [filterKey]);
 
   // Focus a project picked in the problems list, once it is on the canvas.
@@ -420,7 +548,9 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
     [mode, onOpenGroup, onSelect],
   );
 
-  const many = nodes.length > MINIMAP_MAX_NODES;
+  // By the size of the whole view, not of what the filters leave: a filter must not mount a mini-map
+  // of a thousand rects in the same task.
+  const many = items.length > MINIMAP_MAX_NODES;
   return (
     <ReactFlow<Node, Edge>
       nodes={nodes as Node[]}
@@ -446,6 +576,7 @@ function Flow({ fed, filters, selected, focus, onSelect, onOpenGroup }: FlowProp
       proOptions={{ hideAttribution: false }}
       data-layout={layout.pending ? 'pending' : layout.engine}
     >
+      <EdgeMarkers />
       <Background gap={24} />
       <Controls showInteractive={false} />
       {!many && (
@@ -551,8 +682,9 @@ export function EcosystemView() {
     return fed.counts ?? { online: 0, degraded: 0, offline: 0 };
   }, [fed.mode, fed.loaded, fed.projects, fed.counts]);
   const total = counts.online + counts.degraded + counts.offline;
-  const allTags = useMemo(() => [...new Set(fed.projects.flatMap((p) => p.tags))].sort(), [fed.projects]);
-  const names = useMemo(() => new Map(fed.projects.map((p) => [p.slug, p.name])), [fed.projects]);
+  // Names and tags come with fetches, not with live updates: computed once per fetch that changed them.
+  const allTags = useMemo(() => [...new Set(fed.fetched.flatMap((p) => p.tags))].sort(), [fed.fetched]);
+  const names = useMemo(() => new Map(fed.fetched.map((p) => [p.slug, p.name])), [fed.fetched]);
   const selected = selectedSlug ? fed.projects.find((p) => p.slug === selectedSlug) : undefined;
   const inGroups = fed.mode === 'groups';
   const shown = useMemo(
@@ -573,14 +705,17 @@ export function EcosystemView() {
   }, []);
 
   // A problem picked in the list: select and centre it, opening its group first when needed.
-  const pickProblem = (p: Problem) => {
+  const latest = useRef({ fed, groupBy, open });
+  latest.current = { fed, groupBy, open };
+  const pickProblem = useCallback((p: Problem) => {
+    const { fed, groupBy, open } = latest.current;
     const nonce = Date.now();
     setFocus({ slug: p.slug, nonce });
     if (fed.mode !== 'cards' && groupBy && !fed.projects.some((x) => x.slug === p.slug)) {
       open(p.groups[groupBy]);
     }
     setSelectedSlug(p.slug);
-  };
+  }, []);
 
   const toggleStatus = (s: ProjectStatus) =>
     setStatuses((current) => {

@@ -1,10 +1,10 @@
-import { useContext } from 'react';
+import { memo, useContext } from 'react';
 import type { Problem, StatusCounts } from './api.ts';
 import { formatAge, formatTime } from './format.ts';
 import { NowContext, StatusBadge } from './project-node.tsx';
 
 /** Offline and degraded projects, the latest change first: where an operator looks when something is wrong. */
-export function ProblemsList({
+function ProblemsListView({
   problems,
   counts,
   selected,
@@ -59,3 +59,6 @@ export function ProblemsList({
     </nav>
   );
 }
+
+/** Re-rendered only when the list, the counts or the selection change (not for each keystroke in Find). */
+export const ProblemsList = memo(ProblemsListView);

@@ -51,6 +51,14 @@ export interface Federation {
   tooLarge: boolean;
   openGroup: string | undefined;
   projects: ProjectView[];
+  /**
+   * The slugs of `projects`, in order: the structure of the view. A new array only when the set of
+   * projects changes (a fetch), never for a status or metrics change, so what depends on the structure
+   * alone (layout, tags, edges) is not recomputed for each live update.
+   */
+  slugs: readonly string[];
+  /** `projects` as last fetched (names, tags): a new array only when a fetch brought a change. */
+  fetched: ProjectView[];
   edges: GraphEdge[];
   external: ExternalEdge[];
   groups: GraphGroup[];
@@ -108,6 +116,69 @@ function applyPatches(projects: ProjectView[], patches: Patch[]): ProjectView[] 
   }
   return next ?? projects;
 }
+
+const beatClose = (a: number | null, b: number | null) =>
+  a === b || (a !== null && b !== null && Math.abs(a - b) < 2_000);
+
+function sameProject(a: ProjectView, b: ProjectView): boolean {
+  return (
+    a.slug === b.slug &&
+    a.status === b.status &&
+    a.name === b.name &&
+    a.version === b.version &&
+    a.status_changed_at === b.status_changed_at &&
+    a.last_heartbeat_at === b.last_heartbeat_at &&
+    a.hub_url === b.hub_url &&
+    a.mesh_namespace === b.mesh_namespace &&
+    beatClose(a.beatAt, b.beatAt) &&
+    a.tags.join('\u0000') === b.tags.join('\u0000') &&
+    JSON.stringify(a.metrics ?? null) === JSON.stringify(b.metrics ?? null)
+  );
+}
+
+/**
+ * A re-fetch answers mostly what the page already shows: keeps the objects (and the array) of what
+ * did not change, so React and React Flow redo only the cards that did.
+ */
+export function mergeProjects(old: ProjectView[], fresh: ProjectView[]): ProjectView[] {
+  const bySlug = new Map(old.map((p) => [p.slug, p]));
+  let same = old.length === fresh.length;
+  const out = fresh.map((p, i) => {
+    const o = bySlug.get(p.slug);
+    if (o && sameProject(o, p)) {
+      if (old[i] !== o) same = false;
+      return o;
+    }
+    same = false;
+    return p;
+  });
+  return same ? old : out;
+}
+
+function sameEdge(a: GraphEdge, b: GraphEdge): boolean {
+  return (
+    a.id === b.id && a.from === b.from && a.to === b.to && a.kind === b.kind && a.strength === b.strength
+  );
+}
+
+/** Keeps the previous edges array when a re-fetch answers the same edges (the usual case). */
+export function mergeList<T>(old: T[], fresh: T[], same: (a: T, b: T) => boolean): T[] {
+  if (old.length !== fresh.length) return fresh;
+  for (let i = 0; i < old.length; i++) if (!same(old[i] as T, fresh[i] as T)) return fresh;
+  return old;
+}
+
+const sameExternal = (a: ExternalEdge, b: ExternalEdge) =>
+  a.project === b.project &&
+  a.group === b.group &&
+  a.direction === b.direction &&
+  a.count === b.count &&
+  a.kinds.join() === b.kinds.join();
+
+const sameSlugs = (old: readonly string[], projects: ProjectView[]): readonly string[] =>
+  old.length === projects.length && projects.every((p, i) => p.slug === old[i])
+    ? old
+    : projects.map((p) => p.slug);
 
 /** Moves each changed project to the top (or off the list), as the server would order it. */
 function applyToProblems(list: Problem[], events: StatusEvent[], names: (slug: string) => string): Problem[] {
@@ -186,6 +257,8 @@ export function useFederation(choice: GroupChoice, openGroup: string | undefined
   const [groupBy, setGroupBy] = useState<GroupBy>();
   const [tooLarge, setTooLarge] = useState(false);
   const [projects, setProjects] = useState<ProjectView[]>([]);
+  const [slugs, setSlugs] = useState<readonly string[]>([]);
+  const [fetched, setFetched] = useState<ProjectView[]>([]);
   const [edges, setEdges] = useState<GraphEdge[]>([]);
   const [external, setExternal] = useState<ExternalEdge[]>([]);
   const [groups, setGroups] = useState<GraphGroup[]>([]);
@@ -268,8 +341,10 @@ export function useFederation(choice: GroupChoice, openGroup: string | undefined
           setMode('cards');
           setGroupBy(undefined);
           setTooLarge(false);
-          setProjects(nodes);
-          setEdges(graph.edges ?? []);
+          setProjects((old) => mergeProjects(old, nodes));
+          setSlugs((old) => sameSlugs(old, nodes));
+          setFetched((old) => mergeProjects(old, nodes));
+          setEdges((old) => mergeList(old, graph.edges ?? [], sameEdge));
           setExternal([]);
           setGroups([]);
           setGroupEdges([]);
@@ -298,14 +373,18 @@ export function useFederation(choice: GroupChoice, openGroup: string | undefined
           for (const n of nodes) names.current.set(n.slug, n.name);
           shown.current = { mode: 'group', groupBy: by };
           setMode('group');
-          setProjects(nodes);
-          setEdges(group.edges);
-          setExternal(group.external_edges);
+          setProjects((old) => mergeProjects(old, nodes));
+          setSlugs((old) => sameSlugs(old, nodes));
+          setFetched((old) => mergeProjects(old, nodes));
+          setEdges((old) => mergeList(old, group.edges, sameEdge));
+          setExternal((old) => mergeList(old, group.external_edges, sameExternal));
         } else {
           knownSlugs.current = new Set();
           shown.current = { mode: 'groups', groupBy: by };
           setMode('groups');
           setProjects([]);
+          setSlugs([]);
+          setFetched([]);
           setEdges([]);
           setExternal([]);
         }
@@ -449,6 +528,8 @@ export function useFederation(choice: GroupChoice, openGroup: string | undefined
     tooLarge,
     openGroup: mode === 'group' ? openGroup : undefined,
     projects,
+    slugs,
+    fetched,
     edges,
     external,
     groups,
