@@ -92,7 +92,7 @@ describe('problems and the overview read indexes, not the catalog', () => {
   it('plans the problems list without a sequential scan of projects', async () => {
     const now = clock.now();
     const scans = await scansOfProjects(
-      problemsSql(app.catalog.statusSql(now), app.catalog.dueIdsSql(now), 100),
+      problemsSql(app.catalog.statusSql(now), app.catalog.dueStatusSql(now), app.catalog.dueIdsSql(now), 100),
     );
     expect(scans.length).toBeGreaterThan(0);
     expect(scans).not.toContain('Seq Scan');
@@ -103,7 +103,7 @@ describe('problems and the overview read indexes, not the catalog', () => {
     for (const by of ['tag', 'namespace'] as const) {
       const key = groupKeySql(by, sql`status` as SQL<ProjectStatus>);
       const scans = await scansOfProjects(
-        sql`select key, st, count(*) from (${notOnlineSql(key, app.catalog.statusSql(now), app.catalog.dueIdsSql(now))}) n group by 1, 2`,
+        sql`select key, st, count(*) from (${notOnlineSql(key, app.catalog.statusSql(now), app.catalog.dueStatusSql(now), app.catalog.dueIdsSql(now))}) n group by 1, 2`,
       );
       expect(scans.length).toBeGreaterThan(0);
       expect(scans).not.toContain('Seq Scan');

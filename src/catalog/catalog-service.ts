@@ -204,8 +204,11 @@ export class CatalogService {
                       and id in ${this.dueIdsSql(now)} then ${guarded} else status end)` as SQL<ProjectStatus>;
   }
 
-  /** `statusSql` for a row known to be among `dueIdsSql`'s. */
-  #dueStatusSql(now: Date): SQL<ProjectStatus> {
+  /**
+   * `statusSql` for a row known to be among `dueIdsSql`'s (a read of the due rows uses it: the same
+   * answer without a second look at the queue, which also keeps the planner's estimates sane).
+   */
+  dueStatusSql(now: Date = this.#clock.now()): SQL<ProjectStatus> {
     const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
     return sql`(case when ${deadlineSql(this.#thresholds)} < ${now.toISOString()}::timestamptz
                       then ${guarded} else status end)` as SQL<ProjectStatus>;
@@ -355,7 +358,7 @@ export class CatalogService {
     if (opts.status) {
       const shown = this.statusSql(now);
       // Among the due rows, what `shown` shows without asking the queue again.
-      const dueShown = this.#dueStatusSql(now);
+      const dueShown = this.dueStatusSql(now);
       // The rule moves a stored status only towards degraded and offline (a heartbeat that brings a
       // project back writes its status with it), so only those pages look at the due rows.
       const moved =
@@ -417,7 +420,7 @@ export class CatalogService {
    */
   async countByStatus(): Promise<Record<ProjectStatus, number>> {
     const now = this.#clock.now();
-    const shown = this.#dueStatusSql(now);
+    const shown = this.dueStatusSql(now);
     const [row] = await query<{ online: number; degraded: number; offline: number; deltas: number }>(
       this.#db,
       sql`with stored as (

@@ -142,6 +142,7 @@ export class EdgesService {
       clock: deps.clock,
       statusSql: (now) => deps.catalog.statusSql(now),
       dueIdsSql: (now) => deps.catalog.dueIdsSql(now),
+      dueStatusSql: (now) => deps.catalog.dueStatusSql(now),
       compactCounts: () => deps.catalog.compactCounts(),
     });
   }
@@ -456,7 +457,13 @@ export class EdgesService {
     const now = this.#clock.now();
     const [counts, rows] = await Promise.all([
       this.#catalog.countByStatus(),
-      problems(this.#db, this.#catalog.statusSql(now), this.#catalog.dueIdsSql(now), limit),
+      problems(
+        this.#db,
+        this.#catalog.statusSql(now),
+        this.#catalog.dueStatusSql(now),
+        this.#catalog.dueIdsSql(now),
+        limit,
+      ),
     ]);
     return { counts, problems: rows };
   }

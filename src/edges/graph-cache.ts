@@ -82,6 +82,7 @@ export class GroupedGraphCache {
   readonly #clock: Clock;
   readonly #statusSql: (now: Date) => SQL<ProjectStatus>;
   readonly #dueIdsSql: (now: Date) => SQL;
+  readonly #dueStatusSql: (now: Date) => SQL<ProjectStatus>;
   readonly #compact: () => Promise<void>;
   readonly #structures = new Map<GroupBy, Promise<Structure>>();
   readonly #answers = new Map<GroupBy, { key: string; answer: Promise<Answer> }>();
@@ -96,6 +97,8 @@ export class GroupedGraphCache {
     statusSql: (now: Date) => SQL<ProjectStatus>;
     /** The ids the rule may have moved since the last sweep (CatalogService.dueIdsSql). */
     dueIdsSql: (now: Date) => SQL;
+    /** The status of a due row (CatalogService.dueStatusSql). */
+    dueStatusSql: (now: Date) => SQL<ProjectStatus>;
     /** Sums the stored count deltas (CatalogService.compactCounts). */
     compactCounts: () => Promise<void>;
   }) {
@@ -103,6 +106,7 @@ export class GroupedGraphCache {
     this.#clock = deps.clock;
     this.#statusSql = deps.statusSql;
     this.#dueIdsSql = deps.dueIdsSql;
+    this.#dueStatusSql = deps.dueStatusSql;
     this.#compact = deps.compactCounts;
   }
 
@@ -210,7 +214,7 @@ export class GroupedGraphCache {
   }
 
   #notOnlineSql(key: SQL, now: Date): SQL {
-    return notOnlineSql(key, this.#statusSql(now), this.#dueIdsSql(now));
+    return notOnlineSql(key, this.#statusSql(now), this.#dueStatusSql(now), this.#dueIdsSql(now));
   }
 
   async #answer(groupBy: GroupBy, structure: Structure, versions: Versions, now: Date): Promise<Answer> {

@@ -175,15 +175,22 @@ export async function externalEdges(
  * index), and the due ones stored online (ids from the deadline queue), which the rule may have moved
  * since the last sweep. The rule decides the status of each (`status`, applied to the row).
  */
-export function problemsSql(status: SQL<ProjectStatus>, dueIds: SQL, limit: number): SQL {
-  const columns = sql`id, slug, name, status_changed_at, created_at, last_heartbeat_at, ${status} as status,
-                 ${groupKeySql('tag', status)} as tag, ${groupKeySql('namespace', status)} as namespace`;
+export function problemsSql(
+  status: SQL<ProjectStatus>,
+  dueStatus: SQL<ProjectStatus>,
+  dueIds: SQL,
+  limit: number,
+): SQL {
+  const columns = (
+    st: SQL<ProjectStatus>,
+  ) => sql`id, slug, name, status_changed_at, created_at, last_heartbeat_at,
+                 ${st} as status, ${groupKeySql('tag', st)} as tag, ${groupKeySql('namespace', st)} as namespace`;
   return sql`select p.slug, p.name, p.status, coalesce(p.status_changed_at, p.created_at) as since,
                ev.reason, p.last_heartbeat_at, p.tag, p.namespace
         from (
-          select ${columns} from projects where status in ('offline', 'degraded')
+          select ${columns(status)} from projects where status in ('offline', 'degraded')
           union all
-          select ${columns} from projects where status = 'online' and id in ${dueIds}) p
+          select ${columns(dueStatus)} from projects where status = 'online' and id in ${dueIds}) p
         left join lateral (
           select reason from project_status_events s
           where s.project_id = p.id and s.to_status = p.status
@@ -199,11 +206,16 @@ export function problemsSql(status: SQL<ProjectStatus>, dueIds: SQL, limit: numb
  * deadline queue), with the rule applied to each — the way the catalog's status reads stay consistent
  * with the rule at read time.
  */
-export function notOnlineSql(key: SQL, status: SQL<ProjectStatus>, dueIds: SQL): SQL {
+export function notOnlineSql(
+  key: SQL,
+  status: SQL<ProjectStatus>,
+  dueStatus: SQL<ProjectStatus>,
+  dueIds: SQL,
+): SQL {
   return sql`select id, key, st from (
       select id, ${key} as key, ${status} as st from projects where status in ('offline', 'degraded')
       union all
-      select id, ${key} as key, ${status} as st from projects where status = 'online' and id in ${dueIds}
+      select id, ${key} as key, ${dueStatus} as st from projects where status = 'online' and id in ${dueIds}
     ) n where st <> 'online'`;
 }
 
@@ -214,6 +226,8 @@ export function notOnlineSql(key: SQL, status: SQL<ProjectStatus>, dueIds: SQL):
 export async function problems(
   db: Database,
   status: SQL<ProjectStatus>,
+  /** The status of a due row (`CatalogService.dueStatusSql`). */
+  dueStatus: SQL<ProjectStatus>,
   /** The ids the rule may have moved since the last sweep (`CatalogService.dueIdsSql`). */
   dueIds: SQL,
   limit: number,
@@ -227,7 +241,7 @@ export async function problems(
     last_heartbeat_at: string | Date | null;
     tag: string;
     namespace: string;
-  }>(db, problemsSql(status, dueIds, limit));
+  }>(db, problemsSql(status, dueStatus, dueIds, limit));
   return rows.map((r) => ({
     slug: r.slug,
     name: r.name,
