@@ -9,6 +9,7 @@ import {
   heartbeatRowJson,
   type SerializedHeartbeat,
   storeTransitions,
+  type TransitionsStoredHook,
   writeHeartbeats,
 } from './heartbeat-write.ts';
 import {
@@ -91,6 +92,9 @@ interface ProjectSqlRow {
   configured: boolean;
   status_changed_at: Date | string | null;
   due_at: Date | string | null;
+  maintenance_until: Date | string | null;
+  maintenance_reason: string | null;
+  flapping: boolean;
   created_at: Date | string;
   updated_at: Date | string;
 }
@@ -116,10 +120,17 @@ function toProject(r: ProjectSqlRow): Project {
     configured: r.configured,
     statusChangedAt: dateOrNull(r.status_changed_at),
     dueAt: dateOrNull(r.due_at),
+    maintenanceUntil: dateOrNull(r.maintenance_until),
+    maintenanceReason: r.maintenance_reason,
+    flapping: r.flapping,
     createdAt: date(r.created_at),
     updatedAt: date(r.updated_at),
   };
 }
+
+/** A window that has ended reads as none: no timer has to clear it. */
+const maintenanceInForceSql = (now: Date) =>
+  sql`(case when maintenance_until > ${now.toISOString()}::timestamptz then maintenance_until end)`;
 
 export function encodeCursor(slug: string): string {
   return Buffer.from(JSON.stringify({ s: slug })).toString('base64url');
@@ -141,6 +152,8 @@ export class CatalogService {
   readonly #thresholds: Thresholds;
   #guard: OfflineGuard;
   #onHeartbeatTransitions: TransitionListener | undefined;
+  #onStored: TransitionsStoredHook | undefined;
+  readonly #committed: Array<() => void> = [];
 
   constructor(deps: { db: Database; clock: Clock; thresholds: Thresholds; guard?: OfflineGuard }) {
     this.#db = deps.db;
@@ -163,6 +176,20 @@ export class CatalogService {
     this.#onHeartbeatTransitions = listener;
   }
 
+  /** Runs in every transaction that stores transitions, after they are stored (one hook: the notification outbox). */
+  onTransitionsStored(hook: TransitionsStoredHook): void {
+    this.#onStored = hook;
+  }
+
+  /** Called once transitions (and what `onTransitionsStored` wrote with them) are committed. */
+  onTransitionsCommitted(listener: () => void): void {
+    this.#committed.push(listener);
+  }
+
+  #notifyCommitted(): void {
+    for (const l of this.#committed) l();
+  }
+
   /**
    * A project's status as the API shows it, in SQL: the stored status, or the guarded rule for the
    * few rows that are due, so that it never contradicts the rule (see `readStatusSql`).
@@ -177,13 +204,17 @@ export class CatalogService {
 
   #selection(now: Date) {
     const { status: _stored, ...columns } = getTableColumns(projects);
-    return { ...columns, status: this.#statusExpr(now) };
+    return {
+      ...columns,
+      status: this.#statusExpr(now),
+      maintenanceUntil: sql<Date | null>`${maintenanceInForceSql(now)}`.mapWith(projects.maintenanceUntil),
+    };
   }
 
   #selectSql(now: Date): SQL {
     return sql`id, slug, name, hub_url, mesh_namespace, ${this.#statusExpr(now)} as status, tags, allow_fanout,
       last_heartbeat_at, reported_health, version, interval_s, source, configured, status_changed_at, due_at,
-      created_at, updated_at`;
+      ${maintenanceInForceSql(now)} as maintenance_until, maintenance_reason, flapping, created_at, updated_at`;
   }
 
   /** Upsert by slug: creates the project (offline) or updates its metadata, keeping its id. */
@@ -238,8 +269,12 @@ export class CatalogService {
       autoRegister,
       now: this.#clock.now(),
       thresholds: this.#thresholds,
+      onStored: this.#onStored,
     });
-    if (result.transitions.length > 0) await this.#onHeartbeatTransitions?.(result.transitions);
+    if (result.transitions.length > 0) {
+      this.#notifyCommitted();
+      await this.#onHeartbeatTransitions?.(result.transitions);
+    }
     return result;
   }
 
@@ -434,6 +469,7 @@ export class CatalogService {
     const all: Transition[] = [];
     for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
       const { transitions, claimed } = await this.#sweepBatch();
+      if (transitions.length > 0) this.#notifyCommitted();
       all.push(...transitions);
       if (claimed < SWEEP_BATCH_ROWS) break;
     }
@@ -486,7 +522,7 @@ export class CatalogService {
           reason: transitionReason(r.from_status, r.to_status, input, this.#thresholds),
         });
       }
-      await storeTransitions(tx, transitions);
+      await storeTransitions(tx, transitions, this.#onStored);
       return { transitions, claimed: rows.length };
     });
   }
