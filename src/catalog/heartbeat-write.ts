@@ -114,8 +114,7 @@ export async function writeHeartbeats(
   );
   if (missed.length === 0) return result;
   const missedSlugs = new Set(missed.map((m) => m.slug));
-  // A transaction only so that the outbox rows of new projects' first transitions commit with them.
-  const exceptions = await db.transaction(async (tx) => {
+  const findExceptions = async (tx: Database) => {
     const found = await query<{
       slug: string;
       id: number | null;
@@ -155,7 +154,9 @@ export async function writeHeartbeats(
     }
     if (result.transitions.length > 0) await opts.onStored?.(tx, result.transitions);
     return found;
-  });
+  };
+  // In a transaction when a hook writes with the transitions (the outbox), so that both commit together.
+  const exceptions = opts.onStored ? await db.transaction(findExceptions) : await findExceptions(db);
 
   const changing: SerializedHeartbeat[] = [];
   const bySlug = new Map(rows.map((r) => [r[0], r]));
