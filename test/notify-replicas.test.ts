@@ -7,8 +7,8 @@ import { buildTestApp, uniqueSlug } from './helpers/app.ts';
 import { ensureBuilt } from './helpers/build.ts';
 import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { heartbeatPayload, metricsText, metricValue } from './helpers/presence.ts';
-import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.ts';
 import { waitFor } from './helpers/wait.ts';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.ts';
 
 // Fewer than the mass-offline guard's minimum (10), so their offline flips are not held back.
 const PROJECTS = 8;
@@ -48,7 +48,11 @@ describe('two replicas on one PostgreSQL database: each delivery once', () => {
     // Heartbeats through both replicas; the offline flips after 1.5 s of silence go to whichever sweeps first.
     for (const [i, slug] of slugs.entries()) {
       const app = apps[i % 2] as App;
-      const r = await app.inject({ method: 'POST', url: '/api/fed/heartbeats', payload: heartbeatPayload(slug) });
+      const r = await app.inject({
+        method: 'POST',
+        url: '/api/fed/heartbeats',
+        payload: heartbeatPayload(slug),
+      });
       expect(r.statusCode).toBe(202);
     }
     const total = PROJECTS * 2;
@@ -62,9 +66,13 @@ describe('two replicas on one PostgreSQL database: each delivery once', () => {
     expect(got).toHaveLength(total);
     expect(new Set(got.map((g) => g.headers['x-federation-delivery'])).size).toBe(total);
     const key = (g: (typeof got)[number]) => `${g.json.slug}:${g.json.from}>${g.json.to}`;
-    expect(got.map(key).sort()).toEqual(slugs.flatMap((s) => [`${s}:offline>online`, `${s}:online>offline`]).sort());
+    expect(got.map(key).sort()).toEqual(
+      slugs.flatMap((s) => [`${s}:offline>online`, `${s}:online>offline`]).sort(),
+    );
     const delivered = await Promise.all(
-      apps.map(async (a) => metricValue(await metricsText(a), 'federation_notifications_total', '{outcome="delivered"}')),
+      apps.map(async (a) =>
+        metricValue(await metricsText(a), 'federation_notifications_total', '{outcome="delivered"}'),
+      ),
     );
     expect(delivered.reduce((a, b) => a + b, 0)).toBe(total);
   });
@@ -111,7 +119,11 @@ describe('a service SIGKILLed with a pending delivery', () => {
   };
   const api = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${port}${path}`, init);
   const post = (path: string, body: unknown) =>
-    api(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    api(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
 
   beforeAll(async () => {
     ensureBuilt();
@@ -129,16 +141,23 @@ describe('a service SIGKILLed with a pending delivery', () => {
     child = await serve();
     const slug = uniqueSlug('killed');
     const control = uniqueSlug('after-kill');
-    expect((await post('/api/fed/notifiers', { url: receiver.url, filters: { slugs: [slug, control] } })).status).toBe(201);
+    expect(
+      (await post('/api/fed/notifiers', { url: receiver.url, filters: { slugs: [slug, control] } })).status,
+    ).toBe(201);
     receiver.respondWith(() => 503);
     expect((await post('/api/fed/heartbeats', heartbeatPayload(slug))).status).toBe(202);
-    const pending = await waitFor(async () => {
-      const list = (await (await api(`/api/fed/notifications?slug=${slug}&status=pending`)).json()) as Array<{
-        id: string;
-        attempts: number;
-      }>;
-      return list[0] && list[0].attempts >= 1 ? list[0] : undefined;
-    }, { what: 'a refused attempt' });
+    const pending = await waitFor(
+      async () => {
+        const list = (await (
+          await api(`/api/fed/notifications?slug=${slug}&status=pending`)
+        ).json()) as Array<{
+          id: string;
+          attempts: number;
+        }>;
+        return list[0] && list[0].attempts >= 1 ? list[0] : undefined;
+      },
+      { what: 'a refused attempt' },
+    );
 
     const exited = new Promise((r) => child?.once('exit', r));
     child.kill('SIGKILL');
@@ -152,12 +171,18 @@ describe('a service SIGKILLed with a pending delivery', () => {
     });
     // One more delivery through the restarted worker: anything it would send twice would be sent by now.
     expect((await post('/api/fed/heartbeats', heartbeatPayload(control))).status).toBe(202);
-    await waitFor(() => receiver.accepted().some((r) => r.json.slug === control), { what: 'a later delivery' });
+    await waitFor(() => receiver.accepted().some((r) => r.json.slug === control), {
+      what: 'a later delivery',
+    });
     await waitFor(async () => {
-      const list = (await (await api(`/api/fed/notifications?slug=${slug}`)).json()) as Array<{ status: string }>;
+      const list = (await (await api(`/api/fed/notifications?slug=${slug}`)).json()) as Array<{
+        status: string;
+      }>;
       return list.length === 1 && list[0]?.status === 'delivered';
     });
-    expect(receiver.accepted().filter((r) => r.headers['x-federation-delivery'] === pending.id)).toHaveLength(1);
+    expect(receiver.accepted().filter((r) => r.headers['x-federation-delivery'] === pending.id)).toHaveLength(
+      1,
+    );
     child.kill('SIGTERM');
   });
 });

@@ -4,8 +4,8 @@ import type { App } from '../src/app.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
 import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { heartbeatPayload, metricsText, metricValue } from './helpers/presence.ts';
-import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.ts';
 import { waitFor } from './helpers/wait.ts';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.ts';
 
 const SECRET = 'a-long-shared-secret-for-hmac';
 
@@ -25,7 +25,11 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
   let receiver: WebhookReceiver;
 
   const beat = async (slug: string, extra: Record<string, unknown> = {}) => {
-    const res = await app.inject({ method: 'POST', url: '/api/fed/heartbeats', payload: heartbeatPayload(slug, extra) });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/fed/heartbeats',
+      payload: heartbeatPayload(slug, extra),
+    });
     expect(res.statusCode).toBe(202);
   };
   const addNotifier = async (body: Record<string, unknown>) => {
@@ -64,11 +68,20 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
     const slug = uniqueSlug('hook');
     await addNotifier({ url: receiver.url, secret: SECRET, filters: { slugs: [slug] } });
     await beat(slug);
-    const [got] = await waitFor(() => (forSlug(receiver, slug).length > 0 ? forSlug(receiver, slug) : undefined), {
-      what: 'the delivery',
-    });
+    const [got] = await waitFor(
+      () => (forSlug(receiver, slug).length > 0 ? forSlug(receiver, slug) : undefined),
+      {
+        what: 'the delivery',
+      },
+    );
     if (!got) throw new Error('no delivery');
-    expect(got.json).toMatchObject({ event: 'transition', slug, from: 'offline', to: 'online', reason: 'heartbeat received' });
+    expect(got.json).toMatchObject({
+      event: 'transition',
+      slug,
+      from: 'offline',
+      to: 'online',
+      reason: 'heartbeat received',
+    });
     expect(got.json.project).toMatchObject({ slug, hub_url: `http://${slug}.local:8000` });
     // Within a second of the transition it reports.
     expect(got.receivedAtMs - Date.parse(String(got.json.at))).toBeLessThanOrEqual(1000);
@@ -89,7 +102,9 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
     receiver.respondWith((body, attempt) => (body.slug === slug && attempt === 1 ? 500 : 200));
     const before = metricValue(await metricsText(app), 'federation_notifications_total', '{outcome="retry"}');
     await beat(slug);
-    await waitFor(() => forSlug(receiver, slug).some((r) => r.answered === 200), { what: 'the retried delivery' });
+    await waitFor(() => forSlug(receiver, slug).some((r) => r.answered === 200), {
+      what: 'the retried delivery',
+    });
     const attempts = forSlug(receiver, slug);
     expect(attempts.map((a) => a.answered)).toEqual([500, 200]);
     expect(new Set(attempts.map((a) => a.headers['x-federation-delivery'])).size).toBe(1);
@@ -100,7 +115,9 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
     });
     expect(list).toHaveLength(1);
     expect(list[0]).toMatchObject({ status: 'delivered', attempts: 2 });
-    expect(metricValue(await metricsText(app), 'federation_notifications_total', '{outcome="retry"}')).toBeGreaterThan(before);
+    expect(
+      metricValue(await metricsText(app), 'federation_notifications_total', '{outcome="retry"}'),
+    ).toBeGreaterThan(before);
     receiver.respondWith(() => 200);
   });
 
@@ -110,10 +127,13 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
     await away.down();
     await addNotifier({ url: away.url, filters: { slugs: [slug] } });
     await beat(slug);
-    const pending = await waitFor(async () => {
-      const [d] = await deliveries(`slug=${slug}&status=pending`);
-      return d && d.attempts >= 3 ? d : undefined;
-    }, { what: 'three refused attempts' });
+    const pending = await waitFor(
+      async () => {
+        const [d] = await deliveries(`slug=${slug}&status=pending`);
+        return d && d.attempts >= 3 ? d : undefined;
+      },
+      { what: 'three refused attempts' },
+    );
     expect(pending.last_error).toMatch(/ECONNREFUSED/);
     await away.up();
     await waitFor(() => away.accepted().length === 1, { what: 'the delivery after the receiver came back' });
@@ -152,7 +172,13 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
     const created = await app.inject({
       method: 'POST',
       url: '/api/fed/projects',
-      payload: { slug, name: slug, hub_url: 'http://x.local', mesh_namespace: `hub.${slug}`, tags: ['release-7'] },
+      payload: {
+        slug,
+        name: slug,
+        hub_url: 'http://x.local',
+        mesh_namespace: `hub.${slug}`,
+        tags: ['release-7'],
+      },
     });
     expect(created.statusCode).toBe(201);
     expect(created.json()).toMatchObject({ maintenance: null, flapping: false });
@@ -185,7 +211,13 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
     await beat(control);
     await waitFor(() => forSlug(receiver, control).length === 1);
     expect(forSlug(receiver, slug)).toEqual([]);
-    expect(metricValue(await metricsText(app), 'federation_notifications_total', '{outcome="suppressed_maintenance"}')).toBeGreaterThanOrEqual(2);
+    expect(
+      metricValue(
+        await metricsText(app),
+        'federation_notifications_total',
+        '{outcome="suppressed_maintenance"}',
+      ),
+    ).toBeGreaterThanOrEqual(2);
 
     const ended = await app.inject({ method: 'DELETE', url: `/api/fed/projects/${slug}/maintenance` });
     expect(ended.json().maintenance).toBeNull();
@@ -199,10 +231,17 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
     for (const slug of slugs) await beat(slug, { tags: [tag] });
     await waitFor(async () => (await app.inject(`/api/fed/projects?tag=${tag}`)).json().length === 2);
     const until = new Date(Date.now() + 600_000).toISOString();
-    const put = await app.inject({ method: 'PUT', url: '/api/fed/maintenance', payload: { tag, until, reason: 'rollout' } });
+    const put = await app.inject({
+      method: 'PUT',
+      url: '/api/fed/maintenance',
+      payload: { tag, until, reason: 'rollout' },
+    });
     expect(put.json()).toMatchObject({ tag, count: 2, slugs });
     for (const s of slugs)
-      expect((await app.inject(`/api/fed/projects/${s}`)).json().maintenance).toEqual({ until, reason: 'rollout' });
+      expect((await app.inject(`/api/fed/projects/${s}`)).json().maintenance).toEqual({
+        until,
+        reason: 'rollout',
+      });
     const del = await app.inject({ method: 'DELETE', url: `/api/fed/maintenance?tag=${tag}` });
     expect(del.json()).toMatchObject({ count: 2 });
     expect((await app.inject(`/api/fed/projects/${slugs[0]}`)).json().maintenance).toBeNull();
@@ -220,13 +259,19 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
     await beat(slug);
     await waitFor(async () => (await app.inject(`/api/fed/projects/${slug}`)).json().status === 'online');
     const all = await addNotifier({ url: receiver.url, filters: { slugs: [slug] } });
-    const planned = await addNotifier({ url: receiver.url, filters: { slugs: [slug], include_planned: true } });
+    const planned = await addNotifier({
+      url: receiver.url,
+      filters: { slugs: [slug], include_planned: true },
+    });
     await beat(slug, { state: 'leaving' });
     // Offline within one flush and sweep (FED_OFFLINE_AFTER_S is 60 s here: silence cannot explain it).
-    const project = await waitFor(async () => {
-      const p = (await app.inject(`/api/fed/projects/${slug}`)).json();
-      return p.status === 'offline' ? p : undefined;
-    }, { timeoutMs: 2000, what: 'offline after leaving' });
+    const project = await waitFor(
+      async () => {
+        const p = (await app.inject(`/api/fed/projects/${slug}`)).json();
+        return p.status === 'offline' ? p : undefined;
+      },
+      { timeoutMs: 2000, what: 'offline after leaving' },
+    );
     expect(project.health).toBe('leaving');
     expect((await app.inject(`/api/fed/projects?status=offline&tag=`)).statusCode).toBe(400);
     const history = (await app.inject(`/api/fed/projects/${slug}/history`)).json();
@@ -288,11 +333,17 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
       expect(res.json().details[0].field, JSON.stringify(body)).toBe(field);
     }
     const secret = 'never-shown-secret-0123456789';
-    await addNotifier({ url: 'https://hooks.slack.com/services/T000/B000/XXXXSECRETPATH', secret, format: 'slack' });
+    await addNotifier({
+      url: 'https://hooks.slack.com/services/T000/B000/XXXXSECRETPATH',
+      secret,
+      format: 'slack',
+    });
     const list = await app.inject('/api/fed/notifiers');
     expect(list.body).not.toContain(secret);
     expect(list.body).not.toContain('XXXXSECRETPATH');
-    const slack = (list.json() as Array<{ url: string; has_secret: boolean; format: string }>).find((n) => n.format === 'slack');
+    const slack = (list.json() as Array<{ url: string; has_secret: boolean; format: string }>).find(
+      (n) => n.format === 'slack',
+    );
     expect(slack).toMatchObject({ url: 'https://hooks.slack.com/services/***', has_secret: true });
     expect((await app.inject({ method: 'DELETE', url: '/api/fed/notifiers/999999' })).statusCode).toBe(404);
   });
@@ -321,7 +372,11 @@ describe('notifier URLs without FED_WEBHOOK_ALLOW_PRIVATE', () => {
   });
 
   it('accepts a public https URL', async () => {
-    const res = await app.inject({ method: 'POST', url: '/api/fed/notifiers', payload: { url: 'https://93.184.215.14/hook' } });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/fed/notifiers',
+      payload: { url: 'https://93.184.215.14/hook' },
+    });
     expect(res.statusCode).toBe(201);
   });
 });

@@ -7,7 +7,10 @@ import { ProjectResponseSchema, toProjectResponse } from './schemas.ts';
 
 const MaintenanceBody = Type.Object(
   {
-    until: Type.String({ format: 'date-time', description: 'when the window ends (ISO 8601), in the future' }),
+    until: Type.String({
+      format: 'date-time',
+      description: 'when the window ends (ISO 8601), in the future',
+    }),
     reason: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })),
   },
   { additionalProperties: false },
@@ -74,7 +77,8 @@ export const maintenanceRoutes: FastifyPluginAsyncTypebox<{ maintenance: Mainten
     {
       schema: {
         tags: ['catalog'],
-        summary: 'Start a maintenance window for every project with a tag (a planned release of a team, a region …)',
+        summary:
+          'Start a maintenance window for every project with a tag (a planned release of a team, a region …)',
         body: TagMaintenanceBody,
         response: { 200: TagMaintenanceResponse, ...WRITE_ERRORS },
       },

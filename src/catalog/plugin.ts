@@ -45,7 +45,9 @@ export const catalogPlugin = fp(
     });
 
     await app.register(catalogRoutes);
-    await app.register(maintenanceRoutes, { maintenance: new MaintenanceService({ db: app.db, clock: app.clock }) });
+    await app.register(maintenanceRoutes, {
+      maintenance: new MaintenanceService({ db: app.db, clock: app.clock }),
+    });
   },
   { name: 'catalog', dependencies: ['core'] },
 );

@@ -71,7 +71,8 @@ export function jsonBody(id: string, n: Notification): Record<string, unknown> {
 
 /** A Slack-compatible incoming-webhook body: one `text` line (Mattermost, Rocket.Chat and Teams' Slack mode read it too). */
 export function slackText(n: Notification): string {
-  const who = n.project.name === n.project.slug ? `*${n.project.slug}*` : `*${n.project.name}* (${n.project.slug})`;
+  const who =
+    n.project.name === n.project.slug ? `*${n.project.slug}*` : `*${n.project.name}* (${n.project.slug})`;
   if (n.event === 'transition') {
     const t = n.transition;
     return `${STATUS_EMOJI[t.to]} ${who} is ${t.to} (was ${t.from}): ${t.reason} — ${t.at.toISOString()}`;

@@ -171,7 +171,8 @@ export class DeliveryWorker {
         this.#o.db,
         sql`select min(next_attempt_at) as at from notification_deliveries where status = 'pending'`,
       );
-      if (row?.at) delay = Math.min(delay, Math.max(5, date(row.at).getTime() - this.#o.clock.now().getTime() + 2));
+      if (row?.at)
+        delay = Math.min(delay, Math.max(5, date(row.at).getTime() - this.#o.clock.now().getTime() + 2));
     } catch {
       // The database is away: look again after the poll interval.
     }
@@ -251,7 +252,9 @@ export class DeliveryWorker {
     this.#errors.warn(
       `notifier-${c.notifier_id}`,
       { delivery: c.id, notifier: c.notifier_id, to: urlOrigin(c.url), attempts: c.attempts, error },
-      failed ? 'notification failed for good (FED_WEBHOOK_MAX_AGE_S passed)' : 'notification attempt failed; will retry',
+      failed
+        ? 'notification failed for good (FED_WEBHOOK_MAX_AGE_S passed)'
+        : 'notification attempt failed; will retry',
     );
   }
 }

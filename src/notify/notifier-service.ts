@@ -141,9 +141,9 @@ export class NotifierService {
   }
 
   async list(): Promise<Notifier[]> {
-    return (await query<NotifierSqlRow>(this.#db, sql`select ${NOTIFIER_COLUMNS} from notifiers order by id`)).map(
-      toNotifier,
-    );
+    return (
+      await query<NotifierSqlRow>(this.#db, sql`select ${NOTIFIER_COLUMNS} from notifiers order by id`)
+    ).map(toNotifier);
   }
 
   async create(input: NotifierInput): Promise<Notifier> {
@@ -160,7 +160,10 @@ export class NotifierService {
   }
 
   async delete(id: number): Promise<void> {
-    const rows = await query<{ id: number }>(this.#db, sql`delete from notifiers where id = ${id} returning id`);
+    const rows = await query<{ id: number }>(
+      this.#db,
+      sql`delete from notifiers where id = ${id} returning id`,
+    );
     if (rows.length === 0) throw new NotFoundError(`notifier ${id} does not exist`);
   }
 
@@ -168,7 +171,9 @@ export class NotifierService {
    * Makes the config notifiers what projects.yaml's `notifications:` says, by name: upserted, and the
    * ones it no longer lists removed. API notifiers are left alone.
    */
-  async syncConfig(entries: Array<NotifierInput & { name: string }>): Promise<{ upserted: number; removed: number }> {
+  async syncConfig(
+    entries: Array<NotifierInput & { name: string }>,
+  ): Promise<{ upserted: number; removed: number }> {
     return this.#db.transaction(async (tx) => {
       const now = this.#clock.now().toISOString();
       for (const e of entries) {
@@ -215,7 +220,10 @@ export class NotifierService {
   }
 
   async delivery(id: string): Promise<Delivery> {
-    const [row] = await query<DeliverySqlRow>(this.#db, sql`select * from notification_deliveries where id = ${id}`);
+    const [row] = await query<DeliverySqlRow>(
+      this.#db,
+      sql`select * from notification_deliveries where id = ${id}`,
+    );
     if (!row) throw new NotFoundError(`delivery ${id} does not exist`);
     return toDelivery(row);
   }
@@ -235,7 +243,9 @@ export class NotifierService {
     const row = rows[0];
     if (row) return toDelivery(row);
     const existing = await this.delivery(id);
-    throw new ConflictError(`delivery ${id} was delivered at ${existing.deliveredAt?.toISOString()}; it is not sent twice`);
+    throw new ConflictError(
+      `delivery ${id} was delivered at ${existing.deliveredAt?.toISOString()}; it is not sent twice`,
+    );
   }
 
   async countByStatus(): Promise<Record<DeliveryStatus, number>> {

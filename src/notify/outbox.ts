@@ -106,7 +106,9 @@ export class NotificationOutbox {
 
     // Flapping: the changes of the window (outside maintenance), this batch's included.
     const outside = transitions.filter((t) => !inWindow(t));
-    const watch = [...new Set(outside.filter((t) => !projects.get(t.projectId)?.flapping).map((t) => t.projectId))];
+    const watch = [
+      ...new Set(outside.filter((t) => !projects.get(t.projectId)?.flapping).map((t) => t.projectId)),
+    ];
     const started = new Map<number, number>();
     if (watch.length > 0) {
       const latest = Math.max(...outside.map((t) => t.at.getTime()));
@@ -129,7 +131,10 @@ export class NotificationOutbox {
       }
     }
 
-    const notifiers = await query<NotifierRow>(tx, sql`select id, format, filters from notifiers order by id`);
+    const notifiers = await query<NotifierRow>(
+      tx,
+      sql`select id, format, filters from notifiers order by id`,
+    );
     if (notifiers.length > 0) {
       const planned = await this.#returnsFromPlannedStops(tx, outside);
       const deliveries: Delivery[] = [];
@@ -165,7 +170,8 @@ export class NotificationOutbox {
           project: projectOf(p),
         };
         for (const notifier of notifiers)
-          if (matchesProject(notifier.filters ?? {}, p)) deliveries.push(this.#delivery(notifier, n, n.at, now));
+          if (matchesProject(notifier.filters ?? {}, p))
+            deliveries.push(this.#delivery(notifier, n, n.at, now));
       }
       await insertDeliveries(tx, deliveries, new Date(now.getTime() + this.#o.maxAgeS * 1000), now);
       result.enqueued = deliveries.length;
@@ -191,12 +197,16 @@ export class NotificationOutbox {
             returning p.id, p.slug, p.name, p.hub_url, p.mesh_namespace, p.tags, p.status, p.maintenance_until, p.flapping`,
       );
       if (settled.length === 0) return 0;
-      const notifiers = await query<NotifierRow>(tx, sql`select id, format, filters from notifiers order by id`);
+      const notifiers = await query<NotifierRow>(
+        tx,
+        sql`select id, format, filters from notifiers order by id`,
+      );
       const deliveries: Delivery[] = [];
       for (const p of settled) {
         const n: Notification = { event: 'stable', at: now, status: p.status, project: projectOf(p) };
         for (const notifier of notifiers)
-          if (matchesProject(notifier.filters ?? {}, p)) deliveries.push(this.#delivery(notifier, n, now, now));
+          if (matchesProject(notifier.filters ?? {}, p))
+            deliveries.push(this.#delivery(notifier, n, now, now));
       }
       await insertDeliveries(tx, deliveries, new Date(now.getTime() + this.#o.maxAgeS * 1000), now);
       return settled.length;
@@ -238,7 +248,13 @@ export class NotificationOutbox {
 }
 
 function projectOf(p: ProjectRow): NotifiedProject {
-  return { slug: p.slug, name: p.name, hub_url: p.hub_url, mesh_namespace: p.mesh_namespace, tags: p.tags ?? [] };
+  return {
+    slug: p.slug,
+    name: p.name,
+    hub_url: p.hub_url,
+    mesh_namespace: p.mesh_namespace,
+    tags: p.tags ?? [],
+  };
 }
 
 async function insertDeliveries(tx: Database, rows: Delivery[], expiresAt: Date, now: Date): Promise<void> {

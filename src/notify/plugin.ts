@@ -36,7 +36,9 @@ export const notifyPlugin = fp(
           checkWebhookUrl(n.url, config.webhookAllowPrivate);
         } catch (err) {
           if (err instanceof WebhookUrlError)
-            throw new ConfigError(`${file.path}: notifications[${i}] (name ${n.name}) field url: ${err.message}`);
+            throw new ConfigError(
+              `${file.path}: notifications[${i}] (name ${n.name}) field url: ${err.message}`,
+            );
           throw err;
         }
       });

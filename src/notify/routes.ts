@@ -16,10 +16,10 @@ export const DEFAULT_DELIVERIES_PAGE = 100;
 export const MAX_DELIVERIES_PAGE = 1000;
 const UUID = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
 
-export const notifyRoutes: FastifyPluginAsyncTypebox<{ notifiers: NotifierService; maxAgeS: number }> = async (
-  app,
-  { notifiers, maxAgeS },
-) => {
+export const notifyRoutes: FastifyPluginAsyncTypebox<{
+  notifiers: NotifierService;
+  maxAgeS: number;
+}> = async (app, { notifiers, maxAgeS }) => {
   app.get(
     '/api/fed/notifiers',
     {
@@ -99,7 +99,8 @@ export const notifyRoutes: FastifyPluginAsyncTypebox<{ notifiers: NotifierServic
     {
       schema: {
         tags: ['notify'],
-        summary: 'Send a pending or failed delivery again now (same id, same body); a delivered one answers 409',
+        summary:
+          'Send a pending or failed delivery again now (same id, same body); a delivered one answers 409',
         params: Type.Object({ id: Type.String({ pattern: UUID }) }),
         response: { 202: DeliveryResponseSchema, ...WRITE_ERRORS, ...errorResponses(404, 409) },
       },

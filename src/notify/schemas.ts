@@ -7,7 +7,10 @@ import { maskWebhookUrl } from './url-check.ts';
 export const NotifierFiltersSchema = Type.Object(
   {
     to: Type.Optional(
-      Type.Array(ProjectStatusSchema, { maxItems: 3, description: 'statuses entered that are notified (default: all)' }),
+      Type.Array(ProjectStatusSchema, {
+        maxItems: 3,
+        description: 'statuses entered that are notified (default: all)',
+      }),
     ),
     tags: Type.Optional(
       Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
@@ -59,7 +62,9 @@ export const NotifierResponseSchema = Type.Object(
     id: Type.Integer(),
     name: Type.Union([Type.String(), Type.Null()]),
     url: Type.String({ description: 'credentials, the query and secret-looking paths (Slack’s) masked' }),
-    has_secret: Type.Boolean({ description: 'whether deliveries are signed; the secret itself is never shown' }),
+    has_secret: Type.Boolean({
+      description: 'whether deliveries are signed; the secret itself is never shown',
+    }),
     format: Type.String(),
     filters: NotifierFiltersSchema,
     source: Type.String({ description: 'config (projects.yaml notifications:) or api' }),

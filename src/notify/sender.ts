@@ -81,7 +81,9 @@ export function sendWebhook(req: SendRequest): Promise<SendResult> {
     const timer = setTimeout(() => {
       r.destroy(new Error(`no answer within ${req.timeoutMs} ms`));
     }, req.timeoutMs);
-    r.on('error', (err: NodeJS.ErrnoException) => done({ ok: false, error: err.code ? `${err.code}: ${err.message}` : err.message }));
+    r.on('error', (err: NodeJS.ErrnoException) =>
+      done({ ok: false, error: err.code ? `${err.code}: ${err.message}` : err.message }),
+    );
     r.end(req.body);
   });
 }

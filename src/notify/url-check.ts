@@ -95,7 +95,11 @@ export async function checkResolvedHost(u: URL, allowPrivate: boolean): Promise<
   }
 }
 
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+type LookupCallback = (
+  err: NodeJS.ErrnoException | null,
+  address: string | LookupAddress[],
+  family?: number,
+) => void;
 
 /**
  * A `lookup` for http.request that refuses private addresses at connect time, so the address checked
@@ -109,7 +113,9 @@ export function guardedLookup(allowPrivate: boolean) {
       if (!allowPrivate) {
         const bad = list.find((a) => isPrivateAddress(a.address));
         if (bad) {
-          const e = new Error(`${hostname} resolves to a private address (${bad.address}); refused`) as NodeJS.ErrnoException;
+          const e = new Error(
+            `${hostname} resolves to a private address (${bad.address}); refused`,
+          ) as NodeJS.ErrnoException;
           e.code = 'EPRIVATEADDRESS';
           return callback(e, []);
         }
