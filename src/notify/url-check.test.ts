@@ -37,10 +37,11 @@ describe('webhook URL checks', () => {
       'https://hooks.slack.com/services/***',
     );
     expect(maskWebhookUrl('https://user:pw@ops.example.com/hook?token=abc')).toBe(
-      'https://***@ops.example.com/hook?***',
+      'https://***@ops.example.com/***?***',
     );
     expect(maskWebhookUrl('https://ops.example.com/federation/hook')).toBe(
-      'https://ops.example.com/federation/hook',
+      'https://ops.example.com/federation/***',
     );
+    expect(maskWebhookUrl('https://ops.example.com')).toBe('https://ops.example.com');
   });
 });

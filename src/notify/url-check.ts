@@ -129,8 +129,9 @@ export function guardedLookup(allowPrivate: boolean) {
 }
 
 /**
- * A URL as it may be shown (API responses, logs): credentials and the query masked, and for Slack-style
- * URLs whose path is the secret (hooks.slack.com/services/T…/B…/…), the path after its first segment.
+ * A URL as it may be shown (API responses): credentials and the query masked, and the path after its
+ * first segment, since chat webhooks carry their token there (Slack's /services/T…/B…/…, Discord's
+ * /api/webhooks/<id>/<token>, Mattermost's /hooks/<key>). `name` is how an operator tells them apart.
  */
 export function maskWebhookUrl(raw: string): string {
   let u: URL;
@@ -141,9 +142,7 @@ export function maskWebhookUrl(raw: string): string {
   }
   const userinfo = u.username || u.password ? '***@' : '';
   const segments = u.pathname.split('/').filter(Boolean);
-  const secretPath = /(^|\.)hooks\.slack\.com$/i.test(u.hostname) || /token|key|secret/i.test(u.pathname);
-  const path =
-    secretPath && segments.length > 1 ? `/${segments[0]}/***` : u.pathname === '/' ? '' : u.pathname;
+  const path = segments.length > 1 ? `/${segments[0]}/***` : segments.length === 1 ? '/***' : '';
   const query = u.search ? '?***' : '';
   return `${u.protocol}//${userinfo}${u.host}${path}${query}`;
 }
