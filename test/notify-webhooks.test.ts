@@ -135,6 +135,10 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
       { what: 'three refused attempts' },
     );
     expect(pending.last_error).toMatch(/ECONNREFUSED/);
+    // A receiver that is down does not make the service unhealthy; health says what waits.
+    const health = (await app.inject('/api/fed/health')).json();
+    expect(health.checks.notifications.status).toBe('ok');
+    expect(health.checks.notifications.pending).toBeGreaterThanOrEqual(1);
     await away.up();
     await waitFor(() => away.accepted().length === 1, { what: 'the delivery after the receiver came back' });
     await waitFor(async () => (await deliveries(`slug=${slug}&status=delivered`)).length === 1);

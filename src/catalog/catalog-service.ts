@@ -198,6 +198,11 @@ export class CatalogService {
     return readStatusSql(now, this.#thresholds, this.#guard.state(now)) as SQL<ProjectStatus>;
   }
 
+  /** `maintenance_until` as the API shows it: null once the window has ended. */
+  maintenanceUntilSql(now: Date = this.#clock.now()): SQL<Date | null> {
+    return maintenanceInForceSql(now) as SQL<Date | null>;
+  }
+
   #statusExpr(now: Date): SQL<ProjectStatus> {
     return this.statusSql(now);
   }

@@ -107,6 +107,13 @@ export const notifyPlugin = fp(
     // Rows written with transitions this replica just committed: send them now, not at the next poll.
     app.catalog.onTransitionsCommitted(() => worker.kick());
 
+    // A receiver that is down is its owner's problem, not the service's: the check says how much waits,
+    // and stays ok (the database check reports a database that cannot be read).
+    app.health.register('notifications', async () => {
+      const counts = await notifiers.countByStatus();
+      return { status: 'ok', pending: counts.pending, failed: counts.failed, in_flight: worker.inFlight };
+    });
+
     await app.register(notifyRoutes, { notifiers, maxAgeS: config.webhookMaxAgeS });
 
     app.addHook('onReady', async () => worker.start());
