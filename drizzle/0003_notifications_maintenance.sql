@@ -14,7 +14,7 @@ CREATE TABLE "notification_deliveries" (
 	"last_error" varchar(500),
 	"last_status_code" integer,
 	CONSTRAINT "notification_deliveries_status_check" CHECK ("notification_deliveries"."status" in ('pending', 'delivered', 'failed')),
-	CONSTRAINT "notification_deliveries_event_check" CHECK ("notification_deliveries"."event" in ('transition', 'flapping', 'stable'))
+	CONSTRAINT "notification_deliveries_event_check" CHECK ("notification_deliveries"."event" in ('transition', 'flapping', 'stable', 'maintenance_ended'))
 );
 --> statement-breakpoint
 CREATE TABLE "notifiers" (

@@ -223,10 +223,22 @@ describe('webhook notifications (real receiver, PostgreSQL)', () => {
       ),
     ).toBeGreaterThanOrEqual(2);
 
+    // Ending the window while the project is degraded tells its notifiers once what the window hid.
     const ended = await app.inject({ method: 'DELETE', url: `/api/fed/projects/${slug}/maintenance` });
     expect(ended.json().maintenance).toBeNull();
+    const notice = await waitFor(() => forSlug(receiver, slug)[0], { what: 'maintenance_ended' });
+    expect(notice.json).toMatchObject({
+      event: 'maintenance_ended',
+      status: 'degraded',
+      maintenance_reason: 'database upgrade',
+    });
     await beat(slug);
-    await waitFor(() => forSlug(receiver, slug).length === 1, { what: 'a notification after the window' });
+    await waitFor(() => forSlug(receiver, slug).length === 2, { what: 'a notification after the window' });
+    expect(forSlug(receiver, slug)[1]?.json).toMatchObject({
+      event: 'transition',
+      from: 'degraded',
+      to: 'online',
+    });
   });
 
   it('sets and ends maintenance for every project with a tag', async () => {

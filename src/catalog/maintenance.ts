@@ -53,10 +53,16 @@ export class MaintenanceService {
     if (rows.length === 0) throw new NotFoundError(`project ${slug} is not registered`);
   }
 
+  /**
+   * Ends the window now: `until` becomes now, so the API shows none at once and the notifier ends it as
+   * if it had run out (notifying a project it leaves degraded or offline).
+   */
   async clearForProject(slug: string): Promise<void> {
+    const now = this.#clock.now().toISOString();
     const rows = await query<{ id: number }>(
       this.#db,
-      sql`update projects set maintenance_until = null, maintenance_reason = null where slug = ${slug} returning id`,
+      sql`update projects set maintenance_until = least(maintenance_until, ${now}::timestamptz)
+          where slug = ${slug} returning id`,
     );
     if (rows.length === 0) throw new NotFoundError(`project ${slug} is not registered`);
   }
@@ -74,8 +80,9 @@ export class MaintenanceService {
   async clearForTag(tag: string): Promise<string[]> {
     const rows = await query<{ slug: string }>(
       this.#db,
-      sql`update projects set maintenance_until = null, maintenance_reason = null
-          where tags @> ${JSON.stringify([tag])}::jsonb and maintenance_until is not null returning slug`,
+      sql`update projects set maintenance_until = least(maintenance_until, ${this.#clock.now().toISOString()}::timestamptz)
+          where tags @> ${JSON.stringify([tag])}::jsonb and maintenance_until > ${this.#clock.now().toISOString()}::timestamptz
+          returning slug`,
     );
     return rows.map((r) => r.slug).sort();
   }

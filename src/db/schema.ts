@@ -242,7 +242,7 @@ export const notificationDeliveries = pgTable(
       .notNull()
       .references(() => notifiers.id, { onDelete: 'cascade' }),
     slug: varchar('slug', { length: 50 }).notNull(),
-    /** transition, flapping or stable. */
+    /** transition, flapping, stable or maintenance_ended. */
     event: varchar('event', { length: 20 }).notNull(),
     /** The exact bytes sent (and signed), fixed when the row is written so every retry is identical. */
     body: text('body').notNull(),
@@ -263,6 +263,9 @@ export const notificationDeliveries = pgTable(
     index('idx_deliveries_status_id').on(t.status, t.id),
     index('idx_deliveries_notifier').on(t.notifierId),
     check('notification_deliveries_status_check', sql`${t.status} in ('pending', 'delivered', 'failed')`),
-    check('notification_deliveries_event_check', sql`${t.event} in ('transition', 'flapping', 'stable')`),
+    check(
+      'notification_deliveries_event_check',
+      sql`${t.event} in ('transition', 'flapping', 'stable', 'maintenance_ended')`,
+    ),
   ],
 );

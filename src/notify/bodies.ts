@@ -1,7 +1,7 @@
 import type { Transition } from '../catalog/catalog-service.ts';
 import type { ProjectStatus } from '../protocol/index.ts';
 
-export type NotificationEvent = 'transition' | 'flapping' | 'stable';
+export type NotificationEvent = 'transition' | 'flapping' | 'stable' | 'maintenance_ended';
 export type NotifierFormat = 'json' | 'slack';
 
 /** The project as a notification shows it. */
@@ -24,7 +24,15 @@ export type Notification =
       windowS: number;
       project: NotifiedProject;
     }
-  | { event: 'stable'; at: Date; status: ProjectStatus; project: NotifiedProject };
+  | { event: 'stable'; at: Date; status: ProjectStatus; project: NotifiedProject }
+  /** A window ended with the project not online: what its silenced transitions left it in. */
+  | {
+      event: 'maintenance_ended';
+      at: Date;
+      status: ProjectStatus;
+      reason: string | null;
+      project: NotifiedProject;
+    };
 
 const STATUS_EMOJI: Record<ProjectStatus, string> = {
   online: ':large_green_circle:',
@@ -59,6 +67,17 @@ export function jsonBody(id: string, n: Notification): Record<string, unknown> {
       project: n.project,
     };
   }
+  if (n.event === 'maintenance_ended') {
+    return {
+      id,
+      event: 'maintenance_ended',
+      slug: n.project.slug,
+      at: n.at.toISOString(),
+      status: n.status,
+      maintenance_reason: n.reason,
+      project: n.project,
+    };
+  }
   return {
     id,
     event: 'stable',
@@ -79,6 +98,9 @@ export function slackText(n: Notification): string {
   }
   if (n.event === 'flapping') {
     return `:warning: ${who} is flapping: ${n.changes} status changes in ${n.windowS} s, now ${n.status}; further changes are not notified until it is stable — ${n.at.toISOString()}`;
+  }
+  if (n.event === 'maintenance_ended') {
+    return `${STATUS_EMOJI[n.status]} ${who} is ${n.status} as its maintenance window ends${n.reason ? ` (${n.reason})` : ''} — ${n.at.toISOString()}`;
   }
   return `${STATUS_EMOJI[n.status]} ${who} is stable again, ${n.status} — ${n.at.toISOString()}`;
 }

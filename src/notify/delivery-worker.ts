@@ -13,7 +13,7 @@ export const POLL_MAX_MS = 1000;
 export const RETRY_BASE_MS = 1000;
 /** A claimed delivery is someone else's to send again if its sender has not finished this long after its timeout. */
 export const LEASE_SLACK_MS = 10_000;
-/** How often flapping projects are checked for having settled (at most). */
+/** How often flapping projects are checked for having settled, and windows for having ended (at most). */
 export const SETTLE_CHECK_MS = 1000;
 /** Delivered and failed deliveries are kept this long for GET /api/fed/notifications, then deleted. */
 export const DELIVERY_RETENTION_DAYS = 7;
@@ -26,7 +26,7 @@ export interface DeliveryWorkerOptions {
   db: Database;
   clock: Clock;
   log: FastifyBaseLogger;
-  outbox: Pick<NotificationOutbox, 'settleFlapping'>;
+  outbox: Pick<NotificationOutbox, 'settleFlapping' | 'endMaintenance'>;
   send: (req: SendRequest) => Promise<SendResult>;
   timeoutMs: number;
   retryMaxS: number;
@@ -132,7 +132,8 @@ export class DeliveryWorker {
     if (this.#o.clock.now().getTime() - this.#lastSettleCheck >= SETTLE_CHECK_MS) {
       this.#lastSettleCheck = this.#o.clock.now().getTime();
       const settled = await this.#o.outbox.settleFlapping(this.#o.db);
-      if (settled > 0) this.#again = true;
+      const ended = await this.#o.outbox.endMaintenance(this.#o.db);
+      if (settled + ended > 0) this.#again = true;
     }
     if (this.#o.clock.now().getTime() - this.#lastPrune >= PRUNE_EVERY_MS) {
       this.#lastPrune = this.#o.clock.now().getTime();

@@ -77,12 +77,20 @@ export class NotificationOutbox {
     if (transitions.length === 0) return;
     const result: OutboxResult = { enqueued: 0, maintenance: 0, flapping: 0, startedFlapping: 0 };
     const ids = [...new Set(transitions.map((t) => t.projectId))];
+    const latest = Math.max(...transitions.map((t) => t.at.getTime()));
+    const since = new Date(latest - this.#o.flapWindowS * 1000).toISOString();
+    // With each project, its changes in the flap window (outside maintenance, this batch's included),
+    // counted only up to one past the threshold: the cost is bounded per transition.
     const projects = new Map(
       (
-        await query<ProjectRow>(
+        await query<ProjectRow & { recent: number }>(
           tx,
-          sql`select id, slug, name, hub_url, mesh_namespace, tags, status, maintenance_until, flapping
-              from projects where id = any(${arrayParam(ids)}::int[])`,
+          sql`select p.id, p.slug, p.name, p.hub_url, p.mesh_namespace, p.tags, p.status, p.maintenance_until, p.flapping,
+                     (select count(*)::int from (
+                        select 1 from project_status_events e
+                        where e.project_id = p.id and e.at > ${since}::timestamptz and not e.maintenance
+                        limit ${this.#o.flapChanges + 1}) r) as recent
+              from projects p where p.id = any(${arrayParam(ids)}::int[])`,
         )
       ).map((p) => [p.id, p]),
     );
@@ -104,31 +112,27 @@ export class NotificationOutbox {
       );
     }
 
-    // Flapping: the changes of the window (outside maintenance), this batch's included.
+    // Flapping: more than flapChanges changes in the window, for a project changing outside a window now.
     const outside = transitions.filter((t) => !inWindow(t));
-    const watch = [
-      ...new Set(outside.filter((t) => !projects.get(t.projectId)?.flapping).map((t) => t.projectId)),
+    const flappingNow = [
+      ...new Set(
+        outside
+          .map((t) => projects.get(t.projectId))
+          .filter(
+            (p): p is ProjectRow & { recent: number } => !!p && !p.flapping && p.recent > this.#o.flapChanges,
+          )
+          .map((p) => p.id),
+      ),
     ];
     const started = new Map<number, number>();
-    if (watch.length > 0) {
-      const latest = Math.max(...outside.map((t) => t.at.getTime()));
-      const since = new Date(latest - this.#o.flapWindowS * 1000).toISOString();
-      const counts = await query<{ project_id: number; n: number }>(
+    if (flappingNow.length > 0) {
+      const flipped = await query<{ id: number }>(
         tx,
-        sql`select project_id, count(*)::int as n from project_status_events
-            where project_id = any(${arrayParam(watch)}::int[]) and at > ${since}::timestamptz and not maintenance
-            group by project_id having count(*) > ${this.#o.flapChanges}`,
+        sql`update projects set flapping = true
+            where id = any(${arrayParam(flappingNow)}::int[]) and not flapping returning id`,
       );
-      if (counts.length > 0) {
-        const flipped = await query<{ id: number }>(
-          tx,
-          sql`update projects set flapping = true
-              where id = any(${arrayParam(counts.map((c) => c.project_id))}::int[]) and not flapping returning id`,
-        );
-        const n = new Map(counts.map((c) => [c.project_id, c.n]));
-        for (const { id } of flipped) started.set(id, n.get(id) ?? this.#o.flapChanges + 1);
-        result.startedFlapping = started.size;
-      }
+      for (const { id } of flipped) started.set(id, projects.get(id)?.recent ?? this.#o.flapChanges + 1);
+      result.startedFlapping = started.size;
     }
 
     const notifiers = await query<NotifierRow>(
@@ -210,6 +214,51 @@ export class NotificationOutbox {
       }
       await insertDeliveries(tx, deliveries, new Date(now.getTime() + this.#o.maxAgeS * 1000), now);
       return settled.length;
+    });
+  }
+
+  /**
+   * Windows that have ended (at `until`, or by DELETE, which sets `until` to now) are cleared, claimed
+   * once (skip locked); a project they leave degraded or offline is notified once (`maintenance_ended`),
+   * as Alertmanager does for an alert still firing when its silence expires. Reads only rows with a
+   * window (a partial index).
+   */
+  async endMaintenance(db: Database): Promise<number> {
+    const now = this.#o.clock.now();
+    return db.transaction(async (tx) => {
+      const ended = await query<ProjectRow & { maintenance_reason: string | null }>(
+        tx,
+        sql`with e as (
+              select id, maintenance_reason from projects where maintenance_until <= ${now.toISOString()}::timestamptz
+              limit 1000 for update skip locked
+            )
+            update projects p set maintenance_until = null, maintenance_reason = null from e where p.id = e.id
+            returning p.id, p.slug, p.name, p.hub_url, p.mesh_namespace, p.tags, p.status, p.maintenance_until,
+                      p.flapping, e.maintenance_reason`,
+      );
+      const left = ended.filter((p) => p.status !== 'online' && !p.flapping);
+      if (left.length === 0) return ended.length;
+      const notifiers = await query<NotifierRow>(
+        tx,
+        sql`select id, format, filters from notifiers order by id`,
+      );
+      const deliveries: Delivery[] = [];
+      for (const p of left) {
+        const n: Notification = {
+          event: 'maintenance_ended',
+          at: now,
+          status: p.status,
+          reason: p.maintenance_reason,
+          project: projectOf(p),
+        };
+        for (const notifier of notifiers) {
+          const f = notifier.filters ?? {};
+          if (!matchesProject(f, p) || (f.to?.length && !f.to.includes(p.status))) continue;
+          deliveries.push(this.#delivery(notifier, n, now, now));
+        }
+      }
+      await insertDeliveries(tx, deliveries, new Date(now.getTime() + this.#o.maxAgeS * 1000), now);
+      return ended.length;
     });
   }
 

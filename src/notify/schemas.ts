@@ -84,7 +84,7 @@ export const DeliveryResponseSchema = Type.Object(
     id: Type.String({ description: 'the X-Federation-Delivery header value (a UUIDv7)' }),
     notifier_id: Type.Integer(),
     slug: Type.String(),
-    event: Type.String({ description: 'transition, flapping or stable' }),
+    event: Type.String({ description: 'transition, flapping, stable or maintenance_ended' }),
     status: DeliveryStatusSchema,
     attempts: Type.Integer(),
     occurred_at: Timestamp,
