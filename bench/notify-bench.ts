@@ -14,9 +14,15 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { sql } from 'drizzle-orm';
 import type { App } from '../src/app.ts';
 import { buildApp } from '../src/app.ts';
+import { CatalogService } from '../src/catalog/catalog-service.ts';
+import { heartbeatRowJson } from '../src/catalog/heartbeat-write.ts';
+import { systemClock } from '../src/clock.ts';
 import { testConfig } from '../src/config.ts';
+import { openDatabase, query } from '../src/db/connection.ts';
+import { NotificationOutbox } from '../src/notify/outbox.ts';
 import { signBody } from '../src/notify/signing.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../test/helpers/webhook-receiver.ts';
 import { createDatabase, DEFAULT_POSTGRES_ADMIN_URL, percentile, sleep, until } from './bench-infra.ts';
@@ -28,6 +34,8 @@ const SECRET = 'bench-secret-0123456789abcdef';
 const USAGE = `npm run bench -- --notify [--quick] [--projects N] [--rate N] [--outage-s S] [--kill-batch N]
 
 Real receiver on 127.0.0.1, throwaway PostgreSQL database (TEST_POSTGRES_URL or --postgres-url).
+First, what the outbox adds to storing a batch of 10,000 transitions (quick: 2,000), against the same
+batch stored without it (ms in the JSON: [no hook, hook without notifiers, one notifier for all]).
   --projects N    transitions measured for the delay (default 300, quick 100)
   --rate N        transitions per second while measuring the delay (default 50)
   --outage-s S    how long the receiver is down (default 60, quick 10)
@@ -77,6 +85,71 @@ async function ceiling(receiver: WebhookReceiver, bodies: string[]): Promise<num
     out.push(performance.now() - t0);
   }
   return out;
+}
+
+/**
+ * What the outbox adds to storing transitions: the same batches (new projects' first heartbeats, then a
+ * status change of each) written through the catalog without the hook (the ceiling), with the hook and
+ * no notifier (maintenance and flap bookkeeping only), and with one notifier that matches every project
+ * (one delivery row per transition).
+ */
+async function outboxCost(dbUrl: string, rows: number, log: (l: string) => void) {
+  const handle = await openDatabase({ databaseUrl: dbUrl, dataDir: '' });
+  await handle.migrate();
+  const thresholds = { degradedAfterS: 0, offlineAfterS: 3600 };
+  const outbox = new NotificationOutbox({
+    clock: systemClock,
+    flapChanges: 5,
+    flapWindowS: 600,
+    flapSettleS: 300,
+    maxAgeS: 86_400,
+  });
+  const run = async (prefix: string, hook: boolean) => {
+    const catalog = new CatalogService({ db: handle.db, clock: systemClock, thresholds });
+    if (hook) catalog.onTransitionsStored(outbox.stored);
+    const batch = (health: 'ok' | 'degraded') =>
+      Array.from({ length: rows }, (_, i) => {
+        const slug = `${prefix}-${i}`;
+        const row = heartbeatRowJson({
+          slug,
+          received_at: new Date().toISOString(),
+          health,
+          version: null,
+          interval_s: null,
+          name: null,
+          hub_url: 'http://x.bench',
+          mesh_namespace: `hub.${slug}`,
+          tags: null,
+        });
+        return [slug, row] as const;
+      });
+    const t0 = performance.now();
+    const first = await catalog.writeHeartbeats(batch('ok'), true);
+    const t1 = performance.now();
+    const second = await catalog.writeHeartbeats(batch('degraded'), true);
+    const t2 = performance.now();
+    if (first.transitions.length !== rows || second.transitions.length !== rows)
+      throw new Error(`bench: expected ${rows} transitions per batch`);
+    return { insertMs: t1 - t0, changeMs: t2 - t1 };
+  };
+  try {
+    await run('oc-warm', false);
+    const bare = await run('oc-bare', false);
+    const none = await run('oc-none', true);
+    await query(
+      handle.db,
+      sql`insert into notifiers (url, format, filters, source) values ('http://127.0.0.1:9/', 'json', '{}', 'api')`,
+    );
+    const one = await run('oc-one', true);
+    await query(handle.db, sql`delete from notifiers`);
+    const rate = (ms: number) => Math.round((rows / ms) * 1000);
+    log(
+      `  outbox cost, ${rows} transitions per batch   first heartbeats: no hook ${rate(bare.insertMs)}/s (ceiling), hook without notifiers ${rate(none.insertMs)}/s (${round1(none.insertMs / bare.insertMs)}x the time), with one notifier ${rate(one.insertMs)}/s (${round1(one.insertMs / bare.insertMs)}x)   status changes: ${rate(bare.changeMs)}/s, ${rate(none.changeMs)}/s (${round1(none.changeMs / bare.changeMs)}x), ${rate(one.changeMs)}/s (${round1(one.changeMs / bare.changeMs)}x)`,
+    );
+    return { bare, none, one };
+  } finally {
+    await handle.close();
+  }
 }
 
 async function inProcessPhases(
@@ -292,13 +365,14 @@ export async function main(argv: string[]): Promise<number> {
     return n;
   };
   const quick = values.quick ?? false;
-  let opts: { projects: number; rate: number; outageS: number; killBatch: number };
+  let opts: { projects: number; rate: number; outageS: number; killBatch: number; costRows: number };
   try {
     opts = {
       projects: int(values.projects, '--projects', quick ? 100 : 300, 1, 100_000),
       rate: int(values.rate, '--rate', 50, 1, 10_000),
       outageS: int(values['outage-s'], '--outage-s', quick ? 10 : 60, 1, 3600),
       killBatch: int(values['kill-batch'], '--kill-batch', quick ? 20 : 50, 1, 10_000),
+      costRows: quick ? 2000 : 10_000,
     };
   } catch (err) {
     console.error(`bench: ${(err as Error).message}`);
@@ -312,6 +386,7 @@ export async function main(argv: string[]): Promise<number> {
   const adminUrl = values['postgres-url'] ?? process.env.TEST_POSTGRES_URL ?? DEFAULT_POSTGRES_ADMIN_URL;
   const db = await createDatabase(adminUrl);
   try {
+    const cost = await outboxCost(db.url, opts.costRows, log);
     const inProcess = await inProcessPhases(db.url, opts, log);
     const kill = await killPhase(db.url, opts.killBatch, log);
     const loadAfter = loadavg();
@@ -336,6 +411,12 @@ export async function main(argv: string[]): Promise<number> {
         sigkill_lost: kill.lost,
         sigkill_duplicates: kill.duplicates,
         sigkill_delivered_after_ms: kill.afterMs,
+        outbox_cost_first_heartbeats: [cost.bare.insertMs, cost.none.insertMs, cost.one.insertMs].map(
+          Math.round,
+        ),
+        outbox_cost_status_changes: [cost.bare.changeMs, cost.none.changeMs, cost.one.changeMs].map(
+          Math.round,
+        ),
         loadavg_start: loadBefore,
         loadavg_end: loadAfter,
       }),

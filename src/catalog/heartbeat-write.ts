@@ -41,8 +41,15 @@ export interface HeartbeatWriteResult {
 const heartbeatStatusSql = (health: SQL) =>
   sql`(case when ${health} = 'degraded' then 'degraded' when ${health} = ${LEAVING} then 'offline' else 'online' end)`;
 
-/** Runs in the transaction that stores transitions (the notification outbox, see src/notify/outbox.ts). */
-export type TransitionsStoredHook = (tx: Database, transitions: readonly Transition[]) => Promise<void>;
+/**
+ * Runs in the transaction that stores transitions (the notification outbox, see src/notify/outbox.ts).
+ * `first`: new projects' first status, as they are registered (no window, no history yet).
+ */
+export type TransitionsStoredHook = (
+  tx: Database,
+  transitions: readonly Transition[],
+  kind: 'first' | 'claimed',
+) => Promise<void>;
 
 /**
  * Stores a batch of heartbeats (at most one per slug) the way the status rule needs it, in one statement in the common case:
@@ -152,7 +159,7 @@ export async function writeHeartbeats(
         ),
       });
     }
-    if (result.transitions.length > 0) await opts.onStored?.(tx, result.transitions);
+    if (result.transitions.length > 0) await opts.onStored?.(tx, result.transitions, 'first');
     return found;
   };
   // In a transaction when a hook writes with the transitions (the outbox), so that both commit together.
@@ -249,5 +256,5 @@ export async function storeTransitions(
     sql`insert into project_status_counts (online, degraded, offline)
         values (${delta.online}, ${delta.degraded}, ${delta.offline})`,
   );
-  await onStored?.(tx, transitions);
+  await onStored?.(tx, transitions, 'claimed');
 }

@@ -73,8 +73,15 @@ export class NotificationOutbox {
   }
 
   /** The TransitionsStoredHook of the catalog. */
-  readonly stored = async (tx: Database, transitions: readonly Transition[]): Promise<void> => {
+  readonly stored = async (
+    tx: Database,
+    transitions: readonly Transition[],
+    kind: 'first' | 'claimed' = 'claimed',
+  ): Promise<void> => {
     if (transitions.length === 0) return;
+    // A project registered by this very heartbeat has no window and one change: only notifiers matter,
+    // and a fleet registering at once with none configured pays one tiny query per batch.
+    if (kind === 'first') return this.#firstStatuses(tx, transitions);
     const result: OutboxResult = { enqueued: 0, maintenance: 0, flapping: 0, startedFlapping: 0 };
     const ids = [...new Set(transitions.map((t) => t.projectId))];
     const latest = Math.max(...transitions.map((t) => t.at.getTime()));
@@ -182,6 +189,41 @@ export class NotificationOutbox {
     }
     this.onResult?.(result);
   };
+
+  async #firstStatuses(tx: Database, transitions: readonly Transition[]): Promise<void> {
+    const notifiers = await query<NotifierRow>(
+      tx,
+      sql`select id, format, filters from notifiers order by id`,
+    );
+    const result: OutboxResult = { enqueued: 0, maintenance: 0, flapping: 0, startedFlapping: 0 };
+    if (notifiers.length > 0) {
+      const projects = new Map(
+        (
+          await query<ProjectRow>(
+            tx,
+            sql`select id, slug, name, hub_url, mesh_namespace, tags, status, maintenance_until, flapping from projects
+                where id = any(${arrayParam(transitions.map((t) => t.projectId))}::int[])`,
+          )
+        ).map((p) => [p.id, p]),
+      );
+      const now = this.#o.clock.now();
+      const deliveries: Delivery[] = [];
+      for (const t of transitions) {
+        const p = projects.get(t.projectId);
+        if (!p) continue;
+        for (const n of notifiers) {
+          const f = n.filters ?? {};
+          if (!matchesProject(f, p) || (f.to?.length && !f.to.includes(t.to))) continue;
+          deliveries.push(
+            this.#delivery(n, { event: 'transition', transition: t, project: projectOf(p) }, t.at, now),
+          );
+        }
+      }
+      await insertDeliveries(tx, deliveries, new Date(now.getTime() + this.#o.maxAgeS * 1000), now);
+      result.enqueued = deliveries.length;
+    }
+    this.onResult?.(result);
+  }
 
   /**
    * Flapping projects whose status has not changed for flapSettleS are stable again: claimed once
