@@ -42,7 +42,7 @@ export const NotificationEntrySchema = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     url: Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2000 }),
-    secret: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })),
+    secret: Type.Optional(Type.String({ minLength: 16, maxLength: 500 })),
     format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('slack')])),
     filters: Type.Optional(
       Type.Object(
