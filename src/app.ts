@@ -81,6 +81,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     db: database.db,
     clock,
     thresholds: { degradedAfterS: config.degradedAfterS, offlineAfterS: config.offlineAfterS },
+    // A heartbeat waits up to a flush interval in a replica's buffer before it is written.
+    claimGraceMs: 2 * config.flushIntervalMs,
   });
   const nats = new NatsManager(config, app.log, clock);
 

@@ -1,6 +1,6 @@
 /**
- * A database of the previous release (migrations 0000–0001, with data) upgrades in place: nothing is
- * lost, counts start right, and every project that may still change gets a deadline.
+ * Databases of earlier releases (migrations 0000–0001, and 0000–0002, with data) upgrade in place:
+ * nothing is lost, counts start right, and every project that may still change has a deadline queued.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,30 +14,41 @@ import { ManualClock } from '../src/clock.ts';
 import { MIGRATIONS_FOLDER, openDatabase } from '../src/db/connection.ts';
 import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts';
 
-const PREVIOUS_RELEASE_MIGRATIONS = 2; // 0000_init, 0001_projects_storage
-
 let database: TestDatabase;
-let folder: string;
+let database2: TestDatabase;
+const folders: string[] = [];
 
-beforeAll(async () => {
-  database = await createPostgresDatabase();
-  folder = mkdtempSync(join(tmpdir(), 'fed-migrations-'));
+/** The migrations folder as a release that had the first `count` migrations shipped it. */
+function releaseWith(count: number): string {
+  const folder = mkdtempSync(join(tmpdir(), 'fed-migrations-'));
+  folders.push(folder);
   cpSync(MIGRATIONS_FOLDER, folder, { recursive: true });
   const journalPath = join(folder, 'meta', '_journal.json');
   const journal = JSON.parse(readFileSync(journalPath, 'utf8')) as { entries: unknown[] };
-  journal.entries = journal.entries.slice(0, PREVIOUS_RELEASE_MIGRATIONS);
+  journal.entries = journal.entries.slice(0, count);
   writeFileSync(journalPath, JSON.stringify(journal));
+  return folder;
+}
+
+beforeAll(async () => {
+  database = await createPostgresDatabase();
+  database2 = await createPostgresDatabase();
 });
 afterAll(async () => {
-  rmSync(folder, { recursive: true, force: true });
+  for (const folder of folders) rmSync(folder, { recursive: true, force: true });
   await database?.drop();
+  await database2?.drop();
 });
 
+const queuedSql = `select slug, status,
+    exists (select 1 from project_deadlines d where p.id = any (d.project_ids)) as due
+  from projects p order by slug`;
+
 describe('upgrading a database of the previous release', () => {
-  it('keeps every row, counts the catalog and gives live projects a deadline', async () => {
+  it('from 0001: keeps every row, counts the catalog and gives live projects a deadline', async () => {
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();
-    await migrate(drizzle({ client }), { migrationsFolder: folder });
+    await migrate(drizzle({ client }), { migrationsFolder: releaseWith(2) });
     const now = new Date();
     const ago = (s: number) => new Date(now.getTime() - s * 1000).toISOString();
     await client.query(
@@ -60,11 +71,7 @@ describe('upgrading a database of the previous release', () => {
       await handle.migrate();
       const check = new pg.Client({ connectionString: database.url });
       await check.connect();
-      const rows = (
-        await check.query<{ slug: string; status: string; due: boolean }>(
-          'select slug, status, due_at is not null as due from projects order by slug',
-        )
-      ).rows;
+      const rows = (await check.query<{ slug: string; status: string; due: boolean }>(queuedSql)).rows;
       expect(rows).toEqual([
         { slug: 'old-degraded', status: 'degraded', due: true },
         { slug: 'old-offline', status: 'offline', due: false },
@@ -85,6 +92,9 @@ describe('upgrading a database of the previous release', () => {
       });
       // Counted once by the migration, before any sweep: stored statuses, corrected by the rule for what is due.
       expect(await catalog.countByStatus()).toEqual({ online: 1, degraded: 1, offline: 2 });
+      // Release 0002 had made them all due at the migration's now(); start-up queues the deadlines
+      // of this run's thresholds (the ones queued early are dropped when they come due).
+      expect(await catalog.reconcile()).toBe(3);
       const swept = await catalog.sweepStatuses();
       expect(swept.map((t) => `${t.slug}:${t.from}>${t.to}`)).toEqual(['old-stale:online>offline']);
       expect(await catalog.countByStatus()).toEqual({ online: 1, degraded: 1, offline: 2 });
@@ -94,7 +104,68 @@ describe('upgrading a database of the previous release', () => {
         'old-degraded:degraded>offline',
         'old-online:online>degraded',
       ]);
-      expect(await catalog.reconcile()).toBe(0);
+      // Start-up queues every live deadline again; none of them is due yet, and none is lost.
+      expect(await catalog.reconcile()).toBe(1);
+      expect(await catalog.sweepStatuses()).toEqual([]);
+      clock.advance(60_000);
+      expect((await catalog.sweepStatuses()).map((t) => `${t.slug}:${t.from}>${t.to}`)).toEqual([
+        'old-online:degraded>offline',
+      ]);
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it('from 0002: the deadlines stored in projects.due_at move to the queue, each at or after its own', async () => {
+    const client = new pg.Client({ connectionString: database2.url });
+    await client.connect();
+    await migrate(drizzle({ client }), { migrationsFolder: releaseWith(3) });
+    const now = new Date();
+    const at = (s: number) => new Date(now.getTime() + s * 1000).toISOString();
+    // As release 0002 left them: a live project due in 35 s (its degraded deadline), a degraded one
+    // due in 5 s (offline), one overdue, and an offline one with nothing due.
+    await client.query(
+      `insert into projects (slug, name, hub_url, mesh_namespace, status, last_heartbeat_at, reported_health, status_changed_at, due_at)
+       values ('v2-online', 'a', 'http://a', 'hub.a', 'online', $1, 'ok', $1, $2),
+              ('v2-degraded', 'b', 'http://b', 'hub.b', 'degraded', $3, 'ok', $3, $4),
+              ('v2-overdue', 'c', 'http://c', 'hub.c', 'online', $5, 'ok', $5, $6),
+              ('v2-offline', 'd', 'http://d', 'hub.d', 'offline', null, null, null, null)`,
+      [at(-10), at(35), at(-85), at(5), at(-50), at(-5)],
+    );
+    await client.end();
+
+    const handle = await openDatabase({ databaseUrl: database2.url, dataDir: '' });
+    try {
+      await handle.migrate();
+      const check = new pg.Client({ connectionString: database2.url });
+      await check.connect();
+      expect((await check.query(queuedSql)).rows).toEqual([
+        { slug: 'v2-degraded', status: 'degraded', due: true },
+        { slug: 'v2-offline', status: 'offline', due: false },
+        { slug: 'v2-online', status: 'online', due: true },
+        { slug: 'v2-overdue', status: 'online', due: true },
+      ]);
+      const columns = await check.query(
+        `select column_name from information_schema.columns where table_name = 'projects' and column_name = 'due_at'`,
+      );
+      expect(columns.rows).toEqual([]);
+      await check.end();
+
+      const clock = new ManualClock(now.getTime() + 1000);
+      const catalog = new CatalogService({
+        db: handle.db,
+        clock,
+        thresholds: { degradedAfterS: 45, offlineAfterS: 90 },
+        guard: { state: () => ({ heardSince: new Date(0), holdAll: false }) },
+      });
+      const swept = async (s: number) => {
+        clock.set(now.getTime() + s * 1000);
+        return (await catalog.sweepStatuses()).map((t) => `${t.slug}:${t.from}>${t.to}`).sort();
+      };
+      expect(await swept(1)).toEqual(['v2-overdue:online>degraded']);
+      expect(await swept(6)).toEqual(['v2-degraded:degraded>offline']);
+      expect(await swept(36)).toEqual(['v2-online:online>degraded']);
+      expect(await swept(41)).toEqual(['v2-overdue:degraded>offline']);
     } finally {
       await handle.close();
     }

@@ -15,6 +15,7 @@ import { ManualClock } from '../src/clock.ts';
 import { type Database, type DatabaseHandle, openDatabase, query } from '../src/db/connection.ts';
 import type { ProjectStatus } from '../src/protocol/index.ts';
 import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const thresholds: Thresholds = { degradedAfterS: 45, offlineAfterS: 90 };
 const noGrace = { state: () => ({ heardSince: new Date(0), holdAll: false }) };
@@ -34,6 +35,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   await query(handle.db, sql`delete from projects`);
+  await query(handle.db, sql`delete from project_deadlines`);
   clock = new ManualClock(Date.parse('2026-01-01T00:00:00Z'));
 });
 
@@ -107,11 +109,8 @@ describe('deadlines', () => {
     expect(await at(90.5)).toEqual(['default:degraded>offline', 'slow:online>degraded']);
     expect(await at(179)).toEqual([]);
     expect(await at(181)).toEqual(['slow:degraded>offline']);
-    // Nothing is due any more: every project is offline with no deadline.
-    const due = await query<{ n: number }>(
-      handle.db,
-      sql`select count(*)::int as n from projects where due_at is not null`,
-    );
+    // Nothing is queued any more: every project is offline with no deadline.
+    const due = await query<{ n: number }>(handle.db, sql`select count(*)::int as n from project_deadlines`);
     expect(due[0]?.n).toBe(0);
     expect(await at(10_000)).toEqual([]);
   });
@@ -228,13 +227,98 @@ describe('deadlines', () => {
     expect(await catalog.countByStatus()).toEqual({ online: 0, degraded: 1, offline: 0 });
   });
 
+  it('a heartbeat that finds a deadline passed but not yet claimed stores that transition first', async () => {
+    const catalog = catalogFor();
+    const t0 = clock.now();
+    const heard: Transition[] = [];
+    catalog.onHeartbeatTransitions((t) => void heard.push(...t));
+    await catalog.writeHeartbeats([beat('late', t0), beat('gone', t0)], true);
+    // No sweep ran: 'late' is 1 s past its degraded deadline, 'gone' 10 s past its offline one.
+    clock.set(t0.getTime() + 46_000);
+    await catalog.writeHeartbeats([beat('late', clock.now())], true);
+    clock.set(t0.getTime() + 100_000);
+    await catalog.writeHeartbeats([beat('gone', clock.now())], true);
+    const seen = heard.map((t) => `${t.slug}:${t.from}>${t.to}@${t.at.getTime() - t0.getTime()}`);
+    expect(seen).toEqual([
+      'late:offline>online@0',
+      'gone:offline>online@0',
+      'late:online>degraded@45000',
+      'late:degraded>online@46000',
+      'gone:online>offline@90000',
+      'gone:offline>online@100000',
+    ]);
+    // Stored once each, and nothing left for a sweep to claim twice.
+    const events = await query<{ n: number }>(
+      handle.db,
+      sql`select count(*)::int as n from project_status_events e join projects p on p.id = e.project_id
+          where p.slug in ('late', 'gone')`,
+    );
+    expect(events[0]?.n).toBe(6);
+    // What is left for a sweep is only the deadline of 'late''s new heartbeat (46 s + 45 s).
+    expect(await catalog.countByStatus()).toEqual({ online: 1, degraded: 1, offline: 0 });
+    expect(path(await catalog.sweepStatuses())).toEqual(['late:online>degraded']);
+    expect(await catalog.countByStatus()).toEqual({ online: 1, degraded: 1, offline: 0 });
+  });
+
+  it('heartbeats write no indexed column of projects, so PostgreSQL keeps their updates HOT', async () => {
+    const indexed = await query<{ column: string }>(
+      handle.db,
+      sql`select distinct a.attname as column from pg_index i
+          join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any (i.indkey)
+          where i.indrelid = 'projects'::regclass order by 1`,
+    );
+    // Everything a heartbeat writes (see heartbeat-write.ts `assignments`) is outside these.
+    expect(indexed.map((r) => r.column)).toEqual(['id', 'slug', 'status']);
+    const catalog = catalogFor();
+    const slugs = Array.from({ length: 50 }, (_, i) => `hot-${i}`);
+    await catalog.writeHeartbeats(
+      slugs.map((s) => beat(s, clock.now())),
+      true,
+    );
+    const counters = async () =>
+      (
+        await query<{ upd: number; hot: number }>(
+          handle.db,
+          sql`select n_tup_upd::int as upd, n_tup_hot_upd::int as hot from pg_stat_user_tables where relid = 'projects'::regclass`,
+        )
+      )[0] ?? { upd: 0, hot: 0 };
+    const before = await counters();
+    clock.advance(10_000);
+    await catalog.writeHeartbeats(
+      slugs.map((s) => beat(s, clock.now())),
+      true,
+    );
+    // The statistics reach pg_stat_user_tables within about a second of the writing transaction.
+    let after = before;
+    await waitFor(
+      async () => {
+        after = await counters();
+        return after.upd >= before.upd + slugs.length;
+      },
+      { what: 'update counters' },
+    );
+    // (Statistics of earlier tests' statements may arrive in the same window: count only ours.)
+    await waitFor(
+      async () => {
+        after = await counters();
+        return after.hot >= before.hot + slugs.length;
+      },
+      { what: `${slugs.length} HOT updates (counters: ${JSON.stringify({ before, after })})` },
+    );
+    expect(after.hot - before.hot).toBeGreaterThanOrEqual(slugs.length);
+  });
+
   it('reads only what is due: every statement of a sweep, a status page and the counts uses an index', async () => {
     await query(
       handle.db,
-      sql`insert into projects (slug, name, hub_url, mesh_namespace, status, last_heartbeat_at, due_at)
-          select 'bulk-' || i, 'bulk', 'http://bulk', 'hub.bulk', 'online', ${clock.now().toISOString()}::timestamptz,
-                 ${clock.now().toISOString()}::timestamptz + interval '45 s'
+      sql`insert into projects (slug, name, hub_url, mesh_namespace, status, last_heartbeat_at)
+          select 'bulk-' || i, 'bulk', 'http://bulk', 'hub.bulk', 'online', ${clock.now().toISOString()}::timestamptz
           from generate_series(1, 20000) i`,
+    );
+    await query(
+      handle.db,
+      sql`insert into project_deadlines (due_at, project_ids)
+          select ${clock.now().toISOString()}::timestamptz + interval '45 s', array_agg(id) from projects where slug like 'bulk-%'`,
     );
     await query(handle.db, sql`analyze projects`);
     const { db, statements } = recording(handle.db);

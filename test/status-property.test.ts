@@ -1,13 +1,17 @@
+import { sql } from 'drizzle-orm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import {
+  DEADLINE_BUCKET_MS,
   guardedStatus,
   heartbeatStatus,
   type StatusInput,
   type Thresholds,
+  thresholdsFor,
 } from '../src/catalog/status-rule.ts';
 import { ManualClock } from '../src/clock.ts';
+import { query } from '../src/db/connection.ts';
 import type { ProjectStatus } from '../src/protocol/index.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
 import { startNatsServer, type TestNatsServer } from './helpers/nats-server.ts';
@@ -121,6 +125,29 @@ describe('status rule and sweeper: property tests on random timelines', () => {
         });
         const expected = (p: ModelProject) =>
           p.input ? guardedStatus(p.stored, p.input, clock.now(), thresholds, guard()) : undefined;
+        // When the rule next moves the stored status (deadlineSql's twin; an offline flip counts
+        // silence only from when this instance could hear it, like the guards).
+        const deadline = (p: ModelProject) => {
+          if (!p.input?.lastHeartbeatAt || p.stored === 'offline') return undefined;
+          const t = thresholdsFor(p.input, thresholds);
+          const last = p.input.lastHeartbeatAt.getTime();
+          const toOffline =
+            p.stored === 'degraded' || p.input.reportedHealth === 'degraded' || t.degradedAfterS === 0;
+          return toOffline
+            ? Math.max(last, guard().heardSince.getTime()) + t.offlineAfterS * 1000
+            : last + t.degradedAfterS * 1000;
+        };
+        // A sweep claims a deadline once it has passed by the claim grace (twice the flush interval,
+        // for heartbeats still in a replica's buffer); deadlines are queued in buckets, so one that
+        // passed by less than a bucket more may wait for the next sweep.
+        const claimGraceMs = () => 2 * app.config.flushIntervalMs;
+        const storedStatus = async (slug: string) =>
+          (
+            await query<{ status: ProjectStatus }>(
+              app.db,
+              sql`select status from projects where slug = ${slug}`,
+            )
+          )[0]?.status;
 
         const check = async (trace: string) => {
           for (const p of model) {
@@ -167,6 +194,20 @@ describe('status rule and sweeper: property tests on random timelines', () => {
                 });
                 expect(res.statusCode, where).toBe(202);
                 await app.heartbeatWriter.flush();
+                // A transition the rule had made and no sweep had claimed is stored first, by the write.
+                if (p.input) {
+                  const pending = guardedStatus(p.stored, p.input, clock.now(), thresholds, guard());
+                  if (pending !== p.stored) {
+                    // Dated when the rule made it: at the deadline it had passed, or later.
+                    p.transitions.push({
+                      from: p.stored,
+                      to: pending,
+                      after: deadline(p) ?? lastSweep,
+                      by: clock.now().getTime(),
+                    });
+                    p.stored = pending;
+                  }
+                }
                 p.input = {
                   lastHeartbeatAt: clock.now(),
                   reportedHealth: step.health ?? 'ok',
@@ -192,7 +233,17 @@ describe('status rule and sweeper: property tests on random timelines', () => {
                 const now = clock.now().getTime();
                 for (const p of model) {
                   const next = expected(p);
-                  if (next !== undefined && next !== p.stored) {
+                  const due = deadline(p);
+                  if (next === undefined || next === p.stored || due === undefined) continue;
+                  const late = now - claimGraceMs() - due;
+                  // Past the grace and a whole bucket: claimed. Not past the grace: not yet. Between: either.
+                  const claimed =
+                    late > DEADLINE_BUCKET_MS || (late > 0 && (await storedStatus(p.slug)) !== p.stored);
+                  expect(
+                    late > 0 || (await storedStatus(p.slug)) === p.stored,
+                    `${where}: ${p.slug} claimed early`,
+                  ).toBe(true);
+                  if (claimed) {
                     p.transitions.push({ from: p.stored, to: next, after: lastSweep, by: now });
                     p.stored = next;
                   }

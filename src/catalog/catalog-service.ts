@@ -7,16 +7,19 @@ import { findUnstorableText, type ProjectStatus } from '../protocol/index.ts';
 import {
   type HeartbeatWriteResult,
   heartbeatRowJson,
+  queueDeadlines,
   type SerializedHeartbeat,
   storeTransitions,
   type TransitionsStoredHook,
   writeHeartbeats,
 } from './heartbeat-write.ts';
 import {
+  DEADLINE_BUCKET_MS,
+  deadlineSql,
   type GuardState,
   guardedStatusSql,
   nextDueSql,
-  readStatusSql,
+  ruleColumns,
   type Thresholds,
   transitionReason,
 } from './status-rule.ts';
@@ -55,6 +58,14 @@ export interface Transition {
   reason: string;
 }
 
+/** A mass-offline hold as every replica shares it (see presence/offline-guard.ts). */
+export interface MassHold {
+  since: Date;
+  until: Date;
+  pending: number;
+  live: number;
+}
+
 /** Tells the catalog whether guards against false offline hold right now (see presence/guards). */
 export interface OfflineGuard {
   state(now: Date): GuardState;
@@ -63,10 +74,17 @@ export interface OfflineGuard {
 export const MAX_PAGE_SIZE = 1000;
 /** Rows a streamed whole-catalog response reads per statement. */
 export const STREAM_BATCH_ROWS = 2000;
-/** Due rows one sweep statement claims; a sweep goes on with the next batch while they come full. */
-export const SWEEP_BATCH_ROWS = 10_000;
+/**
+ * Deadline buckets one sweep statement takes; a sweep goes on with the next batch while they come
+ * full. A bucket holds up to a flush's worth of ids (10,000 when a fleet registers at once, a few
+ * hundred in steady state): few buckets keep each claim short, so heartbeat writes never wait long
+ * on the rows it locks.
+ */
+export const SWEEP_BATCH_BUCKETS = 4;
+/** A due project another statement holds locked is looked at again this much later. */
+const LOCKED_RETRY_MS = 20;
 /** A sweep stops after this many full batches and leaves the rest to the next one. */
-const SWEEP_MAX_BATCHES = 100;
+const SWEEP_MAX_BATCHES = 500;
 /** Count deltas are summed into one row once there are more than this many. */
 const COUNT_DELTAS_COMPACT_AT = 200;
 /** Serialises count compaction and recounting across replicas (pg_advisory_xact_lock). */
@@ -91,7 +109,6 @@ interface ProjectSqlRow {
   source: string;
   configured: boolean;
   status_changed_at: Date | string | null;
-  due_at: Date | string | null;
   maintenance_until: Date | string | null;
   maintenance_reason: string | null;
   flapping: boolean;
@@ -119,7 +136,6 @@ function toProject(r: ProjectSqlRow): Project {
     source: r.source,
     configured: r.configured,
     statusChangedAt: dateOrNull(r.status_changed_at),
-    dueAt: dateOrNull(r.due_at),
     maintenanceUntil: dateOrNull(r.maintenance_until),
     maintenanceReason: r.maintenance_reason,
     flapping: r.flapping,
@@ -150,15 +166,28 @@ export class CatalogService {
   readonly #db: Database;
   readonly #clock: Clock;
   readonly #thresholds: Thresholds;
+  readonly #claimGraceMs: number;
   #guard: OfflineGuard;
   #onHeartbeatTransitions: TransitionListener | undefined;
   #onStored: TransitionsStoredHook | undefined;
   readonly #committed: Array<() => void> = [];
 
-  constructor(deps: { db: Database; clock: Clock; thresholds: Thresholds; guard?: OfflineGuard }) {
+  /**
+   * `claimGraceMs`: a sweep claims a deadline only once it has passed by this much, so that a
+   * heartbeat received just before it and still in some replica's write buffer lands first (the
+   * presence plugin passes twice the flush interval).
+   */
+  constructor(deps: {
+    db: Database;
+    clock: Clock;
+    thresholds: Thresholds;
+    guard?: OfflineGuard;
+    claimGraceMs?: number;
+  }) {
     this.#db = deps.db;
     this.#clock = deps.clock;
     this.#thresholds = deps.thresholds;
+    this.#claimGraceMs = deps.claimGraceMs ?? 0;
     const startedAt = deps.clock.now();
     this.#guard = deps.guard ?? { state: () => ({ heardSince: startedAt, holdAll: false }) };
   }
@@ -191,11 +220,21 @@ export class CatalogService {
   }
 
   /**
-   * A project's status as the API shows it, in SQL: the stored status, or the guarded rule for the
-   * few rows that are due, so that it never contradicts the rule (see `readStatusSql`).
+   * A project's status as the API shows it, in SQL: the guarded rule applied to the row read (cheap
+   * arithmetic per row returned), so that it never contradicts the rule between sweeps.
    */
   statusSql(now: Date = this.#clock.now()): SQL<ProjectStatus> {
-    return readStatusSql(now, this.#thresholds, this.#guard.state(now)) as SQL<ProjectStatus>;
+    return guardedStatusSql(now, this.#thresholds, this.#guard.state(now)) as SQL<ProjectStatus>;
+  }
+
+  /**
+   * The ids of every project the rule may have moved away from its stored status by `now`, with
+   * others: the deadline buckets due by then (a sweep's worth). A row whose stored status disagrees
+   * with the rule is always among them, so status filters and counts read only these besides indexes.
+   */
+  dueIdsSql(now: Date = this.#clock.now()): SQL {
+    const until = new Date(now.getTime() + DEADLINE_BUCKET_MS);
+    return sql`(select unnest(project_ids) from project_deadlines where due_at <= ${until.toISOString()}::timestamptz)`;
   }
 
   /** `maintenance_until` as the API shows it: null once the window has ended. */
@@ -218,7 +257,7 @@ export class CatalogService {
 
   #selectSql(now: Date): SQL {
     return sql`id, slug, name, hub_url, mesh_namespace, ${this.#statusExpr(now)} as status, tags, allow_fanout,
-      last_heartbeat_at, reported_health, version, interval_s, source, configured, status_changed_at, due_at,
+      last_heartbeat_at, reported_health, version, interval_s, source, configured, status_changed_at,
       ${maintenanceInForceSql(now)} as maintenance_until, maintenance_reason, flapping, created_at, updated_at`;
   }
 
@@ -274,6 +313,7 @@ export class CatalogService {
       autoRegister,
       now: this.#clock.now(),
       thresholds: this.#thresholds,
+      guard: this.#guard.state(this.#clock.now()),
       onStored: this.#onStored,
     });
     if (result.transitions.length > 0) {
@@ -327,13 +367,12 @@ export class CatalogService {
   }
 
   /**
-   * One page in slug order. A status filter reads the stored status through (status, slug) for rows
-   * not due, plus the due rows (a sweep's worth) through the due index with the rule applied: the rule
-   * is never evaluated on every row.
+   * One page in slug order. A status filter reads the stored status through (status, slug), keeping
+   * the rows the rule agrees with, plus the due rows (a sweep's worth, from the deadline queue) the
+   * rule moves into that status: the rule is never evaluated on every row.
    */
   async #page(opts: ListOptions, limit: number | undefined, afterSlug?: string): Promise<Project[]> {
     const now = this.#clock.now();
-    const nowTs = sql`${now.toISOString()}::timestamptz`;
     const where: SQL[] = [sql`true`];
     if (opts.tag) where.push(sql`tags @> ${JSON.stringify([opts.tag])}::jsonb`);
     const after = afterSlug ?? (opts.cursor ? decodeCursor(opts.cursor) : undefined);
@@ -344,13 +383,22 @@ export class CatalogService {
     let statement: SQL;
     if (opts.status) {
       const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
+      // The rule moves a stored status only towards degraded and offline (a heartbeat that brings a
+      // project back writes its status with it), so only those pages look at the due rows.
+      const moved =
+        opts.status === 'online'
+          ? sql`false`
+          : sql`id in ${this.dueIdsSql(now)} and status <> ${opts.status} and ${guarded} = ${opts.status}`;
       statement = sql`select * from (
           (select ${select} from projects
-           where status = ${opts.status} and (due_at is null or due_at > ${nowTs}) and ${filter}
+           -- As a CASE, the rule's check is estimated to keep half the rows (as an equality, 0.5 %),
+           -- so the planner walks (status, slug) instead of sorting a whole scan.
+           where status = ${opts.status} and (case when ${guarded} = ${opts.status} then true else false end)
+             and ${filter}
            order by slug${lim})
           union all
           (select ${select} from projects
-           where due_at <= ${nowTs} and ${guarded} = ${opts.status} and ${filter}
+           where ${moved} and ${filter}
            order by slug${lim})
         ) page order by slug${lim}`;
     } else {
@@ -390,34 +438,39 @@ export class CatalogService {
   }
 
   /**
-   * Projects per status as the API shows them: the stored counts (a sum of deltas, see
-   * project_status_counts) corrected by the rows that are due, which are at most a sweep's worth.
+   * Projects per status as the API shows them, in one statement: the stored counts (a sum of deltas,
+   * see project_status_counts) corrected by the due rows the rule has moved, which are at most a
+   * sweep's worth.
    */
   async countByStatus(): Promise<Record<ProjectStatus, number>> {
     const now = this.#clock.now();
     const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
-    const [stored] = await query<{ online: number; degraded: number; offline: number; deltas: number }>(
+    const [row] = await query<{ online: number; degraded: number; offline: number; deltas: number }>(
       this.#db,
-      sql`select coalesce(sum(online), 0)::int as online, coalesce(sum(degraded), 0)::int as degraded,
-                 coalesce(sum(offline), 0)::int as offline, count(*)::int as deltas
-          from project_status_counts`,
+      sql`with stored as (
+            select coalesce(sum(online), 0)::int as online, coalesce(sum(degraded), 0)::int as degraded,
+                   coalesce(sum(offline), 0)::int as offline, count(*)::int as deltas
+            from project_status_counts
+          ), moved as (
+            select status as from_status, ${guarded} as to_status from projects
+            where id in ${this.dueIdsSql(now)} and ${guarded} <> status
+          ), fix as (
+            select s.status, (select count(*) from moved where to_status = s.status)::int
+                             - (select count(*) from moved where from_status = s.status)::int as n
+            from (values ('online'), ('degraded'), ('offline')) s(status)
+          )
+          select stored.online + (select n from fix where status = 'online') as online,
+                 stored.degraded + (select n from fix where status = 'degraded') as degraded,
+                 stored.offline + (select n from fix where status = 'offline') as offline,
+                 stored.deltas
+          from stored`,
     );
     const counts: Record<ProjectStatus, number> = {
-      online: stored?.online ?? 0,
-      degraded: stored?.degraded ?? 0,
-      offline: stored?.offline ?? 0,
+      online: row?.online ?? 0,
+      degraded: row?.degraded ?? 0,
+      offline: row?.offline ?? 0,
     };
-    const due = await query<{ from: ProjectStatus; to: ProjectStatus; n: number }>(
-      this.#db,
-      sql`select status as from, ${guarded} as to, count(*)::int as n from projects
-          where due_at <= ${now.toISOString()}::timestamptz group by 1, 2`,
-    );
-    for (const d of due) {
-      if (d.from === d.to) continue;
-      counts[d.from] -= d.n;
-      counts[d.to] += d.n;
-    }
-    if ((stored?.deltas ?? 0) > COUNT_DELTAS_COMPACT_AT) await this.compactCounts();
+    if ((row?.deltas ?? 0) > COUNT_DELTAS_COMPACT_AT) await this.compactCounts();
     return counts;
   }
 
@@ -435,20 +488,23 @@ export class CatalogService {
   }
 
   /**
-   * Once at start-up (never on a timer, it reads every row): counts the catalog afresh, and sets `due_at`
-   * wherever it disagrees with the stored status and the thresholds of this run (thresholds changed
-   * since the last run, rows written by an older version or by hand). A project the rule would move
-   * now becomes due at once; the first sweep applies the guards. Returns how many rows it fixed.
+   * Once at start-up (never on a timer, it reads every row): counts the catalog afresh, and queues
+   * the deadline of every project that may still change, as the thresholds of this run set it
+   * (thresholds changed since the last run, rows written by an older version or by hand). A project
+   * the rule would move now is due at once; the first sweep applies the guards. Deadlines queued
+   * before are left: one that no longer holds is dropped when it comes due. Returns how many
+   * projects it queued.
    */
   async reconcile(): Promise<number> {
     const now = this.#clock.now();
     const nowTs = sql`${now.toISOString()}::timestamptz`;
     const noGuard: GuardState = { heardSince: new Date(0), holdAll: false };
     const rule = guardedStatusSql(now, this.#thresholds, noGuard);
-    const expected = sql`(case when ${rule} <> status then ${nowTs} else ${nextDueSql(sql`status`, now, this.#thresholds, noGuard)} end)`;
-    const fixed = await query<{ id: number }>(
+    const due = sql`(case when ${rule} <> status then ${nowTs} else ${deadlineSql(this.#thresholds)} end)`;
+    const [queued] = await query<{ n: number }>(
       this.#db,
-      sql`update projects set due_at = ${expected} where due_at is distinct from ${expected} returning id`,
+      sql`with q as (${queueDeadlines(sql`select id, ${due} from projects`)} returning cardinality(project_ids) as n)
+          select coalesce(sum(n), 0)::int as n from q`,
     );
     await this.#db.transaction(async (tx) => {
       await query(tx, sql`select pg_advisory_xact_lock(${COUNTS_LOCK_KEY})`);
@@ -460,59 +516,85 @@ export class CatalogService {
                    count(*) filter (where status = 'offline') from projects`,
       );
     });
-    return fixed.length;
+    return queued?.n ?? 0;
   }
 
   /**
-   * Claims the pending transitions of every due project (`due_at` ≤ now, through its index: what is
-   * not due is never read), in batches, and stores them in project_status_events. Each claimed row
-   * gets its next `due_at`. Rows another replica is claiming are skipped (`skip locked`), and a row a
-   * heartbeat has just moved is no longer due when re-checked, so each transition is claimed exactly
-   * once however many replicas sweep.
+   * Claims the pending transitions of every due project, in batches, and stores them in
+   * project_status_events. A batch takes the deadline buckets due (`skip locked`, so each is taken by
+   * one replica) and looks each id up in `projects`: ids a later heartbeat has superseded are dropped
+   * (that heartbeat queued its own deadline), and one exactly at its deadline is queued again; the
+   * rest are locked (`skip locked` again: a row being
+   * written is looked at again a moment later), claimed with the guarded rule, and queued again at
+   * their next deadline (degraded → offline, or the end of a guard's hold). A claim needs the locked,
+   * latest row to disagree with the rule, so each transition is claimed exactly once however many
+   * replicas sweep. What is not due is never read.
    */
   async sweepStatuses(): Promise<Transition[]> {
     const all: Transition[] = [];
     for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-      const { transitions, claimed } = await this.#sweepBatch();
+      const { transitions, buckets } = await this.#sweepBatch();
       if (transitions.length > 0) this.#notifyCommitted();
       all.push(...transitions);
-      if (claimed < SWEEP_BATCH_ROWS) break;
+      if (buckets < SWEEP_BATCH_BUCKETS) break;
     }
     return all;
   }
 
-  async #sweepBatch(): Promise<{ transitions: Transition[]; claimed: number }> {
+  async #sweepBatch(): Promise<{ transitions: Transition[]; buckets: number }> {
     const now = this.#clock.now();
+    const claimBefore = new Date(now.getTime() - this.#claimGraceMs);
     const guard = this.#guard.state(now);
     const rule = guardedStatusSql(now, this.#thresholds, guard);
     const nowTs = sql`${now.toISOString()}::timestamptz`;
+    const claimBeforeTs = sql`${claimBefore.toISOString()}::timestamptz`;
+    const retryAt = sql`${new Date(now.getTime() + LOCKED_RETRY_MS).toISOString()}::timestamptz`;
     return this.#db.transaction(async (tx) => {
       const rows = await query<{
-        id: number;
-        slug: string;
+        id: number | null;
+        slug: string | null;
         from_status: ProjectStatus;
         to_status: ProjectStatus;
         last_heartbeat_at: string | Date | null;
         reported_health: string | null;
         interval_s: number | null;
+        buckets: number;
       }>(
         tx,
-        sql`with candidates as (
-              select id, status as from_status, ${rule} as to_status from projects
-              where due_at <= ${nowTs} order by due_at limit ${SWEEP_BATCH_ROWS}
-              for update skip locked
+        sql`with taken as (
+              delete from project_deadlines where id in (
+                select id from project_deadlines where due_at <= ${claimBeforeTs}
+                order by due_at limit ${SWEEP_BATCH_BUCKETS} for update skip locked)
+              returning due_at, project_ids
+            ), ids as (
+              select u.id, max(t.due_at) as due from taken t, unnest(t.project_ids) u(id) group by u.id
+            ), checked as (
+              select p.id, ${deadlineSql(this.#thresholds, ruleColumns('p'))} as deadline, ids.due
+              from projects p join ids on ids.id = p.id
+            ), overdue as (
+              select id from checked where deadline < ${claimBeforeTs}
+            ), locked as (
+              select id, status as from_status, ${rule} as to_status,
+                     ${nextDueSql(rule, now, this.#thresholds, guard)} as next_due
+              from projects where id in (select id from overdue) for update skip locked
             ), claimed as (
-              update projects p set status = c.to_status,
-                due_at = ${nextDueSql(sql`c.to_status`, now, this.#thresholds, guard)},
-                status_changed_at = case when c.to_status <> c.from_status then ${nowTs} else p.status_changed_at end
-              from candidates c where p.id = c.id
-              returning p.id, p.slug, c.from_status, c.to_status, p.last_heartbeat_at, p.reported_health, p.interval_s
+              update projects p set status = l.to_status, status_changed_at = ${nowTs}
+              from locked l where p.id = l.id and l.to_status <> l.from_status
+              returning p.id, p.slug, l.from_status, l.to_status, p.last_heartbeat_at, p.reported_health, p.interval_s
+            ), requeued as (
+              ${queueDeadlines(sql`select id, next_due from locked
+                union all select id, ${retryAt} from overdue where id not in (select id from locked)
+                -- At its deadline, not yet past it (the rule flips strictly after): looked at again.
+                union all select id, deadline from checked where deadline >= ${claimBeforeTs} and deadline <= due`)}
             )
-            select * from claimed`,
+            select c.*, (select count(*) from taken)::int as buckets from claimed c
+            union all select null, null, null, null, null, null, null, (select count(*) from taken)::int`,
       );
       const transitions: Transition[] = [];
+      let buckets = 0;
       for (const r of rows) {
-        if (r.from_status === r.to_status) continue;
+        buckets = r.buckets;
+        if (r.id === null || r.slug === null || r.from_status === r.to_status) continue;
         const input = {
           lastHeartbeatAt: r.last_heartbeat_at === null ? null : new Date(r.last_heartbeat_at),
           reportedHealth: r.reported_health,
@@ -528,34 +610,92 @@ export class CatalogService {
         });
       }
       await storeTransitions(tx, transitions, this.#onStored);
-      return { transitions, claimed: rows.length };
+      return { transitions, buckets };
     });
   }
 
   /**
    * For the mass-offline guard: the due projects the rule would now take offline (before the holds,
-   * with the start-up grace), and the live ones (from the counts, not by counting the catalog).
+   * with the start-up grace) plus those that went offline within the last offline threshold (a
+   * fleet's deadlines spread over its beat interval, so one sweep alone sees only a slice of a mass
+   * event), the live ones (from the counts, not by counting the catalog) plus those same recent
+   * ones, and the hold any replica last recorded. Reads what is due, recent events through their
+   * time index, and one row.
    */
-  async countPendingOffline(): Promise<{ pending: number; live: number }> {
+  async countPendingOffline(): Promise<{ pending: number; live: number; hold: MassHold | null }> {
     const now = this.#clock.now();
     const { heardSince } = this.#guard.state(now);
     const rule = guardedStatusSql(now, this.#thresholds, { heardSince, holdAll: false });
-    const [row] = await query<{ pending: number; live: number }>(
+    const recentFrom = new Date(now.getTime() - this.#thresholds.offlineAfterS * 1000);
+    const [row] = await query<{
+      pending: number;
+      recent: number;
+      live: number;
+      since: Date | string | null;
+      until: Date | string | null;
+      hold_pending: number | null;
+      hold_live: number | null;
+    }>(
       this.#db,
       sql`select (select count(*) from projects
-                  where due_at <= ${now.toISOString()}::timestamptz and status <> 'offline' and ${rule} = 'offline')::int as pending,
-                 (select coalesce(sum(online + degraded), 0) from project_status_counts)::int as live`,
+                  where id in ${this.dueIdsSql(now)} and status <> 'offline' and ${rule} = 'offline')::int as pending,
+                 (select count(*) from project_status_events
+                  where at > ${recentFrom.toISOString()}::timestamptz and to_status = 'offline'
+                    and from_status <> 'offline')::int as recent,
+                 (select coalesce(sum(online + degraded), 0) from project_status_counts)::int as live,
+                 h.since, h.until, h.pending as hold_pending, h.live as hold_live
+          from (select 1) one left join presence_holds h on true`,
     );
-    return row ?? { pending: 0, live: 0 };
+    if (!row) return { pending: 0, live: 0, hold: null };
+    return {
+      pending: row.pending + row.recent,
+      live: row.live + row.recent,
+      hold:
+        row.since === null || row.until === null
+          ? null
+          : {
+              since: date(row.since),
+              until: date(row.until),
+              pending: row.hold_pending ?? 0,
+              live: row.hold_live ?? 0,
+            },
+    };
   }
 
-  /** The earliest deadline of any project (the first entry of the due index), or null when none is due. */
+  /**
+   * Records a mass-offline hold for every replica, unless one recorded meanwhile (by another replica)
+   * still covers the event: a recorded hold is replaced only a threshold after it ended. Returns
+   * the hold that stands.
+   */
+  async recordMassHold(hold: MassHold): Promise<MassHold> {
+    const cooldown = `${this.#thresholds.offlineAfterS} seconds`;
+    const rows = await query<{ since: Date | string; until: Date | string; pending: number; live: number }>(
+      this.#db,
+      sql`with put as (
+            insert into presence_holds (id, since, until, pending, live)
+            values (1, ${hold.since.toISOString()}, ${hold.until.toISOString()}, ${hold.pending}, ${hold.live})
+            on conflict (id) do update set since = excluded.since, until = excluded.until,
+              pending = excluded.pending, live = excluded.live
+            where presence_holds.until + ${cooldown}::interval <= excluded.since
+            returning since, until, pending, live
+          )
+          select * from put union all select since, until, pending, live from presence_holds
+          where not exists (select 1 from put)`,
+    );
+    const r = rows[0];
+    return r ? { since: date(r.since), until: date(r.until), pending: r.pending, live: r.live } : hold;
+  }
+
+  /**
+   * When the next queued deadline can be claimed (the first entry of the queue's index, plus the
+   * claim grace), or null when none is queued.
+   */
   async nextDueAt(): Promise<Date | null> {
     const [row] = await query<{ at: Date | string | null }>(
       this.#db,
-      sql`select min(due_at) as at from projects where due_at is not null`,
+      sql`select min(due_at) as at from project_deadlines`,
     );
-    return row?.at ? date(row.at) : null;
+    return row?.at ? new Date(date(row.at).getTime() + this.#claimGraceMs) : null;
   }
 
   /** The seed's mark_stale_projects: applies the rule now and returns how many went offline. */

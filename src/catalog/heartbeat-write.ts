@@ -2,7 +2,18 @@ import { type SQL, sql } from 'drizzle-orm';
 import { arrayParam, type Database, query } from '../db/connection.ts';
 import type { ProjectStatus } from '../protocol/index.ts';
 import type { Transition } from './catalog-service.ts';
-import { dueAfterHeartbeatSql, LEAVING, type Thresholds, transitionReason } from './status-rule.ts';
+import {
+  deadlineBucketSql,
+  deadlineSql,
+  dueAfterHeartbeatSql,
+  type GuardState,
+  guardedStatusSql,
+  LEAVING,
+  ruleColumns,
+  type Thresholds,
+  thresholdsFor,
+  transitionReason,
+} from './status-rule.ts';
 
 /** One heartbeat as the writer stores it: the payload's fields and the time the service received it. */
 export interface HeartbeatRow {
@@ -53,20 +64,28 @@ export type TransitionsStoredHook = (
 
 /**
  * Stores a batch of heartbeats (at most one per slug) the way the status rule needs it, in one statement in the common case:
- * 1. the common case, a project whose status the heartbeat does not change, is one UPDATE of columns
- *    no index covers except `due_at`. Only the rows it did not update come back: parsing a row per
+ * 1. the common case, a project whose status the heartbeat does not change (and that had no transition
+ *    pending when it arrived), is one UPDATE of columns no index covers, so PostgreSQL keeps it a HOT
+ *    update, plus one row per deadline bucket appended to project_deadlines. Only the rows it did not
+ *    update come back: parsing a row per
  *    project cost the receiving thread more than the statement itself.
  * 2. for those, new slugs are inserted with their first transition (when auto-registration is on),
  *    and the rest are told apart: unknown, or known with a status the heartbeat changes;
- * 3. projects whose status the heartbeat changes are locked, updated and their transitions stored and
- *    counted in one transaction, so a transition is claimed exactly once against the sweeper and other
+ * 3. projects whose status the heartbeat changes are locked, updated and their transitions (first any
+ *    the rule had made before it arrived and no sweep had claimed yet) stored and counted in one transaction, so a transition is claimed exactly once against the sweeper and other
  *    replicas.
  * A heartbeat older than the stored one is not written.
  */
 export async function writeHeartbeats(
   db: Database,
   rows: readonly SerializedHeartbeat[],
-  opts: { autoRegister: boolean; now: Date; thresholds: Thresholds; onStored?: TransitionsStoredHook },
+  opts: {
+    autoRegister: boolean;
+    now: Date;
+    thresholds: Thresholds;
+    guard: GuardState;
+    onStored?: TransitionsStoredHook;
+  },
 ): Promise<HeartbeatWriteResult> {
   const result: HeartbeatWriteResult = {
     notWritten: new Set(),
@@ -81,18 +100,21 @@ export async function writeHeartbeats(
          from json_to_recordset(${json}::json) as h(slug text, received_at timestamptz, health text,
               version text, interval_s float8, name text, hub_url text, mesh_namespace text, tags jsonb))`;
   const assignments = sql`last_heartbeat_at = h.received_at, reported_health = h.health, version = h.version,
-      interval_s = h.interval_s, updated_at = h.received_at, due_at = h.due,
+      interval_s = h.interval_s, updated_at = h.received_at,
       -- Projects first seen in a heartbeat are owned by it: their address follows the heartbeat.
       hub_url = case when p.source = 'heartbeat' then coalesce(h.hub_url, p.hub_url) else p.hub_url end,
       mesh_namespace = case when p.source = 'heartbeat' then coalesce(h.mesh_namespace, p.mesh_namespace) else p.mesh_namespace end`;
   const newer = sql`(p.last_heartbeat_at is null or p.last_heartbeat_at <= h.received_at)`;
+  // A row the rule had already moved away from its stored status when the heartbeat arrived has a
+  // transition pending (not yet claimed by a sweep): it takes the locked path, which stores it first.
+  const onTime = sql`(${deadlineSql(opts.thresholds, ruleColumns('p'))} is null or ${deadlineSql(opts.thresholds, ruleColumns('p'))} >= h.received_at)`;
 
   const insert = opts.autoRegister
     ? sql`ins as (
           insert into projects (slug, name, hub_url, mesh_namespace, tags, source, status, status_changed_at,
-                                due_at, last_heartbeat_at, reported_health, version, interval_s, created_at, updated_at)
+                                last_heartbeat_at, reported_health, version, interval_s, created_at, updated_at)
           select h.slug, coalesce(h.name, h.slug), h.hub_url, h.mesh_namespace, coalesce(h.tags, '[]'::jsonb),
-                 'heartbeat', h.new_status, h.received_at, h.due, h.received_at, h.health, h.version, h.interval_s,
+                 'heartbeat', h.new_status, h.received_at, h.received_at, h.health, h.version, h.interval_s,
                  ${opts.now.toISOString()}::timestamptz, h.received_at
           from h where not exists (select 1 from projects p where p.slug = h.slug)
           -- A slug another replica inserts meanwhile is skipped here and written with its next heartbeat.
@@ -105,7 +127,8 @@ export async function writeHeartbeats(
                  case when status = 'degraded' then ${transitionReason('offline', 'degraded', { lastHeartbeatAt: new Date(0), reportedHealth: 'degraded', intervalS: null }, opts.thresholds)}
                       else ${transitionReason('offline', 'online', { lastHeartbeatAt: new Date(0), reportedHealth: 'ok', intervalS: null }, opts.thresholds)} end
           from ins where status <> 'offline'
-        )`
+        ),
+        ins_due as (${queueDeadlines(sql`select ins.id, h.due from ins join h on h.slug = ins.slug`)})`
     : sql`ins as (select null::int as id, null::text as slug, null::text as status, null::timestamptz as last_heartbeat_at where false)`;
 
   // The common case, alone: no probe of the slug index for new projects unless a row was not updated.
@@ -114,9 +137,10 @@ export async function writeHeartbeats(
     sql`with h as ${recordset(jsonArray(rows))},
         upd as (
           update projects p set ${assignments}
-          from h where p.slug = h.slug and ${newer} and p.status = h.new_status
-          returning p.slug
-        )
+          from h where p.slug = h.slug and ${newer} and p.status = h.new_status and ${onTime}
+          returning p.id, p.slug, h.due
+        ),
+        upd_due as (${queueDeadlines(sql`select id, due from upd`)})
         select h.slug from h where not exists (select 1 from upd where upd.slug = h.slug)`,
   );
   if (missed.length === 0) return result;
@@ -180,40 +204,71 @@ export async function writeHeartbeats(
   if (changing.length === 0) return result;
 
   const written = new Set<string>();
+  const old = ruleColumns('p');
   await db.transaction(async (tx) => {
     const changed = await query<{
       id: number;
       slug: string;
       from_status: ProjectStatus;
+      pending: ProjectStatus;
       to_status: ProjectStatus;
       at: string | Date;
+      old_heartbeat_at: string | Date | null;
+      old_health: string | null;
+      old_interval_s: number | null;
       reported_health: string | null;
       interval_s: number | null;
     }>(
       tx,
       sql`with h as ${recordset(jsonArray(changing))},
           cur as (
-            select p.id, p.status, h.slug from projects p join h on p.slug = h.slug where ${newer} for update of p
-          )
-          update projects p set ${assignments}, status = h.new_status,
-            status_changed_at = case when cur.status <> h.new_status then h.received_at else p.status_changed_at end
-          from h, cur where p.id = cur.id and h.slug = cur.slug
-          returning p.id, p.slug, cur.status as from_status, h.new_status as to_status, h.received_at as at,
-                    p.reported_health, p.interval_s`,
+            select p.id, p.status, h.slug, p.last_heartbeat_at, p.reported_health, p.interval_s,
+                   ${guardedStatusSql(sql`h.received_at`, opts.thresholds, opts.guard, old)} as pending
+            from projects p join h on p.slug = h.slug where ${newer} for update of p
+          ),
+          upd as (
+            update projects p set ${assignments}, status = h.new_status,
+              status_changed_at = case when cur.status <> h.new_status or cur.pending <> cur.status
+                                       then h.received_at else p.status_changed_at end
+            from h, cur where p.id = cur.id and h.slug = cur.slug
+            returning p.id, p.slug, cur.status as from_status, cur.pending, h.new_status as to_status,
+                      h.received_at as at, cur.last_heartbeat_at as old_heartbeat_at,
+                      cur.reported_health as old_health, cur.interval_s as old_interval_s,
+                      p.reported_health, p.interval_s, h.due
+          ),
+          upd_due as (${queueDeadlines(sql`select id, due from upd`)})
+          select id, slug, from_status, pending, to_status, at, old_heartbeat_at, old_health, old_interval_s,
+                 reported_health, interval_s from upd`,
     );
     const transitions: Transition[] = [];
     for (const r of changed) {
       written.add(r.slug);
-      if (r.from_status === r.to_status) continue;
       const at = new Date(r.at);
+      // The transition the rule had made before this heartbeat arrived, at the moment it made it.
+      if (r.pending !== r.from_status) {
+        const before = {
+          lastHeartbeatAt: r.old_heartbeat_at === null ? null : new Date(r.old_heartbeat_at),
+          reportedHealth: r.old_health,
+          intervalS: r.old_interval_s,
+        };
+        transitions.push({
+          projectId: r.id,
+          slug: r.slug,
+          from: r.from_status,
+          to: r.pending,
+          at: pendingSince(r.pending, before, at, opts.thresholds, opts.guard),
+          reason: transitionReason(r.from_status, r.pending, before, opts.thresholds),
+        });
+      }
+      if (r.pending === r.to_status) continue;
       transitions.push({
         projectId: r.id,
         slug: r.slug,
-        from: r.from_status,
+        from: r.pending,
         to: r.to_status,
         at,
         reason: transitionReason(
-          r.from_status,
+          r.pending,
           r.to_status,
           { lastHeartbeatAt: at, reportedHealth: r.reported_health, intervalS: r.interval_s },
           opts.thresholds,
@@ -225,6 +280,36 @@ export async function writeHeartbeats(
   });
   for (const [slug] of changing) if (!written.has(slug)) result.notWritten.add(slug);
   return result;
+}
+
+/**
+ * When the rule moved a silent project to `to` (degraded or offline): its threshold after the last
+ * heartbeat (or after the start-up grace), never later than the heartbeat that found it.
+ */
+function pendingSince(
+  to: ProjectStatus,
+  before: { lastHeartbeatAt: Date | null; reportedHealth: string | null; intervalS: number | null },
+  heartbeatAt: Date,
+  defaults: Thresholds,
+  guard: GuardState,
+): Date {
+  if (before.lastHeartbeatAt === null) return heartbeatAt;
+  const t = thresholdsFor(before, defaults);
+  const fromMs =
+    to === 'offline'
+      ? Math.max(before.lastHeartbeatAt.getTime(), guard.heardSince.getTime()) + t.offlineAfterS * 1000
+      : before.lastHeartbeatAt.getTime() + t.degradedAfterS * 1000;
+  return new Date(Math.min(fromMs, heartbeatAt.getTime() - 1));
+}
+
+/**
+ * Appends deadlines to the queue (project_deadlines): one row per 100 ms bucket, due at its end.
+ * `rows` is a SELECT of (id, due); rows without a due time are left out.
+ */
+export function queueDeadlines(rows: SQL): SQL {
+  return sql`insert into project_deadlines (due_at, project_ids)
+    select ${deadlineBucketSql(sql`d.due`)}, array_agg(d.id) from (${rows}) d(id, due)
+    where d.due is not null group by 1`;
 }
 
 /**

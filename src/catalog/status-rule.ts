@@ -118,6 +118,27 @@ export function thresholdsSql(intervalS: SQL, defaults: Thresholds): { offlineS:
 
 const seconds = (s: SQL) => sql`(${s} * interval '1 second')`;
 
+/** The columns of `projects` the rule reads, unqualified by default or of a table alias (`cols('p')`). */
+export interface RuleColumns {
+  status: SQL;
+  lastHeartbeatAt: SQL;
+  reportedHealth: SQL;
+  intervalS: SQL;
+}
+
+export function ruleColumns(alias?: string): RuleColumns {
+  const c = (name: string) => (alias ? sql.raw(`${alias}.${name}`) : sql.raw(name));
+  return {
+    status: c('status'),
+    lastHeartbeatAt: c('last_heartbeat_at'),
+    reportedHealth: c('reported_health'),
+    intervalS: c('interval_s'),
+  };
+}
+
+const UNQUALIFIED = ruleColumns();
+const ts = (at: Date | SQL) => (at instanceof Date ? sql`${at.toISOString()}::timestamptz` : at);
+
 /**
  * When a project that just got a heartbeat at `at` may next change status without another one: its
  * degraded deadline while healthy (when lateness counts), else its offline deadline.
@@ -130,53 +151,77 @@ export function dueAfterHeartbeatSql(at: SQL, health: SQL, intervalS: SQL, defau
 }
 
 /**
- * The same rule and guards as `guardedStatus`, as a SQL expression over the `projects` table, so
- * that filtering, paging and the sweeper's claim all agree with the pure function (a test checks it).
+ * When the rule, guards aside, next moves a row away from its stored status: the degraded deadline
+ * of an online row (when lateness counts), else the offline deadline; null for an offline row. The
+ * rule flips strictly after it (`deadline < now`).
  */
-export function guardedStatusSql(now: Date, defaults: Thresholds, guard: GuardState): SQL {
-  const { offlineS, degradedS } = thresholdsSql(sql`interval_s`, defaults);
-  const nowTs = sql`${now.toISOString()}::timestamptz`;
+export function deadlineSql(defaults: Thresholds, c: RuleColumns = UNQUALIFIED): SQL {
+  return sql`(case when ${c.status} = 'offline' or ${c.lastHeartbeatAt} is null then null::timestamptz
+    else ${dueAfterHeartbeatSql(c.lastHeartbeatAt, sql`(case when ${c.status} = 'degraded' then 'degraded' else ${c.reportedHealth} end)`, c.intervalS, defaults)} end)`;
+}
+
+/**
+ * The same rule and guards as `guardedStatus`, as a SQL expression over a row of `projects` at `now`
+ * (a time, or a SQL timestamp such as a heartbeat's arrival), so that reads, filters and every claim
+ * agree with the pure function (a test checks it).
+ */
+export function guardedStatusSql(
+  now: Date | SQL,
+  defaults: Thresholds,
+  guard: GuardState,
+  c: RuleColumns = UNQUALIFIED,
+): SQL {
+  const { offlineS, degradedS } = thresholdsSql(c.intervalS, defaults);
+  const nowTs = ts(now);
   const heardTs = sql`${guard.heardSince.toISOString()}::timestamptz`;
   const age = (from: SQL) => sql`extract(epoch from (${nowTs} - ${from}))`;
   return sql`(case
-    when last_heartbeat_at is null then 'offline'
-    when reported_health = ${LEAVING} then 'offline'
-    when ${age(sql`last_heartbeat_at`)} > ${offlineS} then
-      case when status <> 'offline' and (${guard.holdAll}::boolean or ${age(sql`greatest(last_heartbeat_at, ${heardTs})`)} <= ${offlineS})
-        then status else 'offline' end
-    when reported_health = 'degraded' then 'degraded'
-    when ${degradedS} is not null and ${age(sql`last_heartbeat_at`)} > ${degradedS} then 'degraded'
+    when ${c.lastHeartbeatAt} is null then 'offline'
+    when ${c.reportedHealth} = ${LEAVING} then 'offline'
+    when ${age(c.lastHeartbeatAt)} > ${offlineS} then
+      case when ${c.status} <> 'offline' and (${guard.holdAll}::boolean or ${age(sql`greatest(${c.lastHeartbeatAt}, ${heardTs})`)} <= ${offlineS})
+        then ${c.status} else 'offline' end
+    when ${c.reportedHealth} = 'degraded' then 'degraded'
+    when ${degradedS} is not null and ${age(c.lastHeartbeatAt)} > ${degradedS} then 'degraded'
     else 'online' end)`;
 }
 
 /**
- * The `due_at` a project gets once the sweeper has looked at it and given it `status` (the guarded
- * rule's value now): null once offline; while a guard holds an offline flip, when that hold can end
- * (the start-up or reconnect grace, a mass-offline hold, or one threshold on while NATS is down); else
- * the next deadline of its last heartbeat. A project still at its deadline (age equal to the
- * threshold, not yet past it) keeps it and is looked at again by the next sweep.
+ * The next deadline a row gets once a sweep has given it `status` (the guarded rule's value now):
+ * null once offline; while a guard holds an offline flip, when that hold can end (the start-up or
+ * reconnect grace, a mass-offline hold, or one threshold on while NATS is down); else the next
+ * deadline of its last heartbeat.
  */
-export function nextDueSql(status: SQL, now: Date, defaults: Thresholds, guard: GuardState): SQL {
-  const { offlineS, degradedS } = thresholdsSql(sql`interval_s`, defaults);
+export function nextDueSql(
+  status: SQL,
+  now: Date,
+  defaults: Thresholds,
+  guard: GuardState,
+  c: RuleColumns = UNQUALIFIED,
+): SQL {
+  const { offlineS, degradedS } = thresholdsSql(c.intervalS, defaults);
   const nowTs = sql`${now.toISOString()}::timestamptz`;
   const heardTs = sql`${guard.heardSince.toISOString()}::timestamptz`;
-  const offlineAt = sql`(last_heartbeat_at + ${seconds(offlineS)})`;
+  const offlineAt = sql`(${c.lastHeartbeatAt} + ${seconds(offlineS)})`;
   const held = guard.holdAll
     ? guard.holdUntil
       ? sql`${guard.holdUntil.toISOString()}::timestamptz`
       : sql`(${nowTs} + ${seconds(offlineS)})`
-    : sql`(greatest(last_heartbeat_at, ${heardTs}) + ${seconds(offlineS)})`;
+    : sql`(greatest(${c.lastHeartbeatAt}, ${heardTs}) + ${seconds(offlineS)})`;
   return sql`(case
-    when ${status} = 'offline' or last_heartbeat_at is null then null::timestamptz
+    when ${status} = 'offline' or ${c.lastHeartbeatAt} is null then null::timestamptz
     when ${offlineAt} < ${nowTs} then ${held}
-    when ${status} = 'degraded' or ${degradedS} is null then ${offlineAt}
-    else last_heartbeat_at + ${seconds(degradedS)} end)`;
+    when ${status} = 'degraded' or ${degradedS} is null or ${c.reportedHealth} = 'degraded' then ${offlineAt}
+    else ${c.lastHeartbeatAt} + ${seconds(degradedS)} end)`;
 }
 
 /**
- * A project's status as the API shows it: the stored status unless something is due, and the guarded
- * rule for what is due (at most a sweep's worth of rows), so a read never shows a stale `online`.
+ * Deadlines are queued in buckets of this many milliseconds (see project_deadlines): a bucket is due
+ * at its end, so an entry is never earlier than any deadline it holds.
  */
-export function readStatusSql(now: Date, defaults: Thresholds, guard: GuardState): SQL {
-  return sql`(case when due_at <= ${now.toISOString()}::timestamptz then ${guardedStatusSql(now, defaults, guard)} else status end)`;
+export const DEADLINE_BUCKET_MS = 100;
+
+/** `at` rounded up to the end of its deadline bucket. */
+export function deadlineBucketSql(at: SQL): SQL {
+  return sql`to_timestamp(ceil(extract(epoch from ${at}) * ${1000 / DEADLINE_BUCKET_MS}) / ${1000 / DEADLINE_BUCKET_MS})`;
 }

@@ -41,12 +41,6 @@ export const projects = pgTable(
     /** True while projects.yaml lists the project. */
     configured: boolean('configured').notNull().default(false),
     statusChangedAt: tz('status_changed_at'),
-    /**
-     * When the status rule may next change this project's status without a new heartbeat (its
-     * degraded or offline deadline, or when a guard's hold ends); null while nothing is due (offline).
-     * Written with each heartbeat and by each claim, so the sweeper reads only what is due.
-     */
-    dueAt: tz('due_at'),
     /** A maintenance window: transitions before this time are stored with maintenance = true and not notified. */
     maintenanceUntil: tz('maintenance_until'),
     maintenanceReason: varchar('maintenance_reason', { length: 500 }),
@@ -57,9 +51,9 @@ export const projects = pgTable(
   },
   // The unique constraint on slug is the slug index; a second one would only slow every write.
   (t) => [
-    // Status pages walk (status, slug) in slug order; the sweeper walks what is due.
+    // Status pages walk (status, slug) in slug order. No column a heartbeat writes is indexed, so
+    // heartbeat updates stay HOT; deadlines live in project_deadlines.
     index('idx_projects_status_slug').on(t.status, t.slug),
-    index('idx_projects_due_at').on(t.dueAt).where(sql`${t.dueAt} is not null`),
     // The notifier looks at flapping projects (to see them settle) and at windows ending: few rows each.
     index('idx_projects_flapping').on(t.statusChangedAt).where(sql`${t.flapping}`),
     index('idx_projects_maintenance_until')
@@ -108,6 +102,41 @@ export const projectStatusCounts = pgTable('project_status_counts', {
   degraded: integer('degraded').notNull().default(0),
   offline: integer('offline').notNull().default(0),
 });
+
+/**
+ * The deadline queue: when the status rule may next change some projects' status without a new
+ * heartbeat. Each heartbeat write (and each claim or guard hold) appends one row per 100 ms bucket
+ * of deadlines, holding the ids whose deadline falls in it; `due_at` is the bucket's end. A sweep
+ * takes the due rows (`skip locked`: one replica each), checks each id against `projects` and drops
+ * the ids a later heartbeat has superseded (that heartbeat queued its own deadline). So a heartbeat
+ * never updates an indexed column of `projects`, and a sweep reads only what is due.
+ */
+export const projectDeadlines = pgTable(
+  'project_deadlines',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    dueAt: tz('due_at').notNull(),
+    projectIds: integer('project_ids').array().notNull(),
+  },
+  (t) => [index('idx_project_deadlines_due_at').on(t.dueAt)],
+);
+
+/**
+ * The mass-offline hold, shared by every replica (one row): a replica that sees a mass offline event
+ * records the hold here, and the others adopt it, so one event is held once, for one threshold,
+ * however many replicas sweep.
+ */
+export const presenceHolds = pgTable(
+  'presence_holds',
+  {
+    id: integer('id').primaryKey().default(1),
+    since: tz('since').notNull(),
+    until: tz('until').notNull(),
+    pending: integer('pending').notNull(),
+    live: integer('live').notNull(),
+  },
+  () => [check('presence_holds_one_row', sql`id = 1`)],
+);
 
 export const projectMetrics = pgTable(
   'project_metrics',

@@ -443,7 +443,7 @@ export class EdgesService {
     const now = this.#clock.now();
     const [counts, rows] = await Promise.all([
       this.#catalog.countByStatus(),
-      problems(this.#db, this.#catalog.statusSql(now), now, limit),
+      problems(this.#db, this.#catalog.statusSql(now), this.#catalog.dueIdsSql(now), limit),
     ]);
     return { counts, problems: rows };
   }

@@ -175,10 +175,10 @@ export async function externalEdges(
 export async function problems(
   db: Database,
   status: SQL<ProjectStatus>,
-  now: Date,
+  /** The ids the rule may have moved since the last sweep (`CatalogService.dueIdsSql`). */
+  dueIds: SQL,
   limit: number,
 ): Promise<ProblemRow[]> {
-  const nowTs = sql`${now.toISOString()}::timestamptz`;
   const rows = await query<{
     slug: string;
     name: string;
@@ -196,10 +196,9 @@ export async function problems(
                      ${status} as status, ${groupKeySql('tag', status)} as tag,
                      ${groupKeySql('namespace', status)} as namespace
               from projects
-              -- Only candidates: stored offline or degraded and not due (the (status, slug) index), or
-              -- due (the due index), whose status the rule decides now. Never the whole catalog.
-              where (status in ('offline', 'degraded') and (due_at is null or due_at > ${nowTs}))
-                 or due_at <= ${nowTs}) p
+              -- Only candidates: stored offline or degraded (the (status, slug) index), or due (the
+              -- deadline queue), whose status the rule decides now. Never the whole catalog.
+              where status in ('offline', 'degraded') or id in ${dueIds}) p
         left join lateral (
           select reason from project_status_events s
           where s.project_id = p.id and s.to_status = p.status

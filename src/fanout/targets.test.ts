@@ -27,7 +27,6 @@ function project(slug: string, over: Partial<Project> = {}): Project {
     source: 'api',
     configured: false,
     statusChangedAt: null,
-    dueAt: null,
     maintenanceUntil: null,
     maintenanceReason: null,
     flapping: false,

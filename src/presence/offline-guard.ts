@@ -1,4 +1,4 @@
-import type { OfflineGuard } from '../catalog/catalog-service.ts';
+import type { MassHold, OfflineGuard } from '../catalog/catalog-service.ts';
 import type { GuardState } from '../catalog/status-rule.ts';
 import type { CheckResult } from '../health.ts';
 
@@ -16,6 +16,18 @@ type MassState =
   | { phase: 'idle' }
   | { phase: 'holding'; since: Date; pending: number; live: number }
   | { phase: 'released'; since: Date };
+
+export type { MassHold };
+
+/** What a sweep tells the guard: what would go offline, what is live, and the shared hold if any. */
+export interface OfflineCounts {
+  /** Due projects the rule would take offline now, plus those that went offline within one threshold. */
+  pending: number;
+  /** Live projects, plus those that went offline within one threshold. */
+  live: number;
+  /** The last hold any replica recorded. */
+  hold?: MassHold | null;
+}
 
 /**
  * The guards against false offline (DESIGN.md), as one OfflineGuard for the catalog:
@@ -68,22 +80,58 @@ export class PresenceOfflineGuard implements OfflineGuard {
     return { heardSince, holdAll: false };
   }
 
-  /** Called before each sweep with the projects the rule would take offline and those now live. */
-  observe(counts: { pending: number; live: number }, now: Date): void {
+  /**
+   * Called before each sweep with the projects the rule would take offline and those now live.
+   * A hold another replica recorded is adopted (one event is held once, whichever replica saw it);
+   * a hold a recent one already covered is not started again. Returns the hold this guard starts,
+   * for the sweeper to record for the others.
+   */
+  observe(counts: OfflineCounts, now: Date): MassHold | undefined {
     const triggered = counts.pending >= MASS_OFFLINE_MIN && counts.pending > counts.live / 2;
+    const shared = counts.hold ?? null;
+    if (shared && shared.until > now) {
+      this.adopt(shared, now);
+      return undefined;
+    }
+    // A hold that ended less than a threshold ago covered this event: its flips are applying now.
+    const covered = shared !== null && now.getTime() - shared.until.getTime() < this.#offlineAfterMs;
     const m = this.#mass;
     if (m.phase === 'idle') {
-      if (triggered) this.#mass = { phase: 'holding', since: now, ...counts };
+      if (triggered && !covered) {
+        this.#mass = { phase: 'holding', since: now, pending: counts.pending, live: counts.live };
+        return {
+          since: now,
+          until: new Date(now.getTime() + this.#offlineAfterMs),
+          pending: counts.pending,
+          live: counts.live,
+        };
+      }
     } else if (m.phase === 'holding') {
       // Held projects wait, not due, until the hold ends (the sweeper reads only what is due), so the
       // pending count during a hold shows only newcomers: the hold lasts its whole threshold, and when
       // it ends, whoever is still silent is due again and flips.
       if (!this.massHolding(now)) {
         this.#mass = triggered ? { phase: 'released', since: now } : { phase: 'idle' };
-      } else this.#mass = { ...m, pending: m.pending + counts.pending, live: counts.live };
+      } else this.#mass = { ...m, pending: Math.max(m.pending, counts.pending), live: counts.live };
     } else if (!triggered) {
       this.#mass = { phase: 'idle' };
     }
+    return undefined;
+  }
+
+  /** Takes on a hold as recorded for every replica (the one this guard started, or another's). */
+  adopt(hold: MassHold, now: Date): void {
+    if (hold.until <= now) {
+      // Another replica's hold already covered this event and has ended: do not hold it again.
+      this.#mass = { phase: 'released', since: now };
+      return;
+    }
+    this.#mass = {
+      phase: 'holding',
+      since: new Date(hold.until.getTime() - this.#offlineAfterMs),
+      pending: hold.pending,
+      live: hold.live,
+    };
   }
 
   health(now: Date): CheckResult {

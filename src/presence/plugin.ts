@@ -107,12 +107,8 @@ export const presencePlugin = fp(
     worker.start();
     relay.start();
     app.addHook('onReady', async () => {
-      const fixed = await app.catalog.reconcile();
-      if (fixed > 0)
-        app.log.info(
-          { projects: fixed },
-          'set the due times of projects that disagreed with the status rule',
-        );
+      const queued = await app.catalog.reconcile();
+      if (queued > 0) app.log.info({ projects: queued }, 'queued the deadlines of live projects');
       sweeper.start();
     });
     // SSE responses are hijacked: end them, or the server would wait for them to close.

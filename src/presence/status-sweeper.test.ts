@@ -15,6 +15,7 @@ let handle: DatabaseHandle;
 let clock: ManualClock;
 let catalog: CatalogService;
 let sweeper: StatusSweeper;
+let guard: PresenceOfflineGuard;
 let published: Transition[];
 
 beforeAll(async () => {
@@ -27,9 +28,12 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await query(handle.db, sql`delete from projects`);
+  await query(handle.db, sql`delete from project_deadlines`);
+  await query(handle.db, sql`delete from presence_holds`);
+  await query(handle.db, sql`delete from project_status_counts`);
   clock = new ManualClock(Date.parse('2025-03-01T00:00:00Z'));
   catalog = new CatalogService({ db: handle.db, clock, thresholds });
-  const guard = new PresenceOfflineGuard({
+  guard = new PresenceOfflineGuard({
     startedAt: clock.now(),
     offlineAfterS: thresholds.offlineAfterS,
     nats: { enabled: false, connected: false, since: clock.now() },
@@ -153,18 +157,84 @@ describe('StatusSweeper', () => {
     ).toEqual(slugs.slice(8).sort());
   });
 
+  it('holds a fleet whose deadlines spread over its beat interval, counting what went offline within a threshold', async () => {
+    const slugs = Array.from({ length: 20 }, (_, i) => `spread-${i}`);
+    for (const s of slugs) await register(s);
+    clock.advance(100_000); // past the start-up grace
+    // They beat 1.5 s apart (a jittered fleet), then all fall silent at once.
+    for (const s of slugs) {
+      await catalog.updateHeartbeat(s);
+      clock.advance(1_500);
+    }
+    const offline: string[] = [];
+    // Sweep every second for two thresholds: without counting the recent flips, each sweep would
+    // see one or two projects due and never a mass event.
+    for (let i = 0; i < 180; i++) {
+      clock.advance(1_000);
+      for (const t of await sweeper.sweepOnce()) if (t.to === 'offline') offline.push(t.slug);
+      if (guard.massHolding(clock.now())) break;
+    }
+    expect(guard.massHolding(clock.now())).toBe(true);
+    // Held once more than half of them had gone (or were going) offline: the rest wait.
+    expect(offline.length).toBeGreaterThan(0);
+    expect(offline.length).toBeLessThan(slugs.length);
+  });
+
+  it('shares one mass-offline hold between replicas: held once, released once, flipped once', async () => {
+    const other = new CatalogService({ db: handle.db, clock, thresholds });
+    const otherGuard = new PresenceOfflineGuard({
+      startedAt: clock.now(),
+      offlineAfterS: thresholds.offlineAfterS,
+      nats: { enabled: false, connected: false, since: clock.now() },
+    });
+    other.setGuard(otherGuard);
+    const otherSweeper = new StatusSweeper({
+      catalog: other,
+      guard: otherGuard,
+      clock,
+      log,
+      intervalMs: 10,
+      onTransitions: (t) => void published.push(...t),
+    });
+    const slugs = Array.from({ length: 12 }, (_, i) => `shared-${i}`);
+    for (const s of slugs) await register(s);
+    clock.advance(100_000);
+    for (const s of slugs) await catalog.updateHeartbeat(s);
+    clock.advance(91_000);
+    await sweeper.sweepOnce(); // this replica sees the event and records the hold
+    expect(guard.massHolding(clock.now())).toBe(true);
+    clock.advance(1_000);
+    await otherSweeper.sweepOnce(); // the other adopts it
+    expect(otherGuard.massHolding(clock.now())).toBe(true);
+    expect(otherGuard.health(clock.now()).mass_offline).toEqual(guard.health(clock.now()).mass_offline);
+    // The hold ends at the same instant for both; the still silent flip once, and neither holds again.
+    clock.advance(89_001);
+    const flipped = [...(await otherSweeper.sweepOnce()), ...(await sweeper.sweepOnce())];
+    expect(
+      flipped
+        .filter((t) => t.to === 'offline')
+        .map((t) => t.slug)
+        .sort(),
+    ).toEqual([...slugs].sort());
+    clock.advance(1_000);
+    await otherSweeper.sweepOnce();
+    await sweeper.sweepOnce();
+    expect(guard.massHolding(clock.now()) || otherGuard.massHolding(clock.now())).toBe(false);
+    await otherSweeper.stop();
+  });
+
   it('refuses a second start and keeps sweeping after a failed sweep', async () => {
     let calls = 0;
     const flaky = new StatusSweeper({
       catalog: {
-        countPendingOffline: async () => ({ pending: 0, live: 0 }),
+        countPendingOffline: async () => ({ pending: 0, live: 0, hold: null }),
         sweepStatuses: async () => {
           calls += 1;
           if (calls === 1) throw new Error('database went away');
           return [];
         },
       },
-      guard: { observe: () => {} },
+      guard: { observe: () => undefined, adopt: () => {} },
       clock,
       log,
       intervalMs: 5,

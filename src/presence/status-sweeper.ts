@@ -15,8 +15,9 @@ export interface StatusSweeperOptions {
   catalog: Pick<CatalogService, 'sweepStatuses' | 'countPendingOffline'> & {
     compactCounts?: CatalogService['compactCounts'];
     nextDueAt?: CatalogService['nextDueAt'];
+    recordMassHold?: CatalogService['recordMassHold'];
   };
-  guard: Pick<PresenceOfflineGuard, 'observe'>;
+  guard: Pick<PresenceOfflineGuard, 'observe' | 'adopt'>;
   clock: Clock;
   log: FastifyBaseLogger;
   metrics?: PresenceMetrics;
@@ -41,6 +42,7 @@ export class StatusSweeper {
   #stopped = false;
   #lastSweepAt: Date | undefined;
   #sweeps = 0;
+  #observedAt: number | undefined;
   #nextDelayMs: number;
 
   constructor(opts: StatusSweeperOptions) {
@@ -74,8 +76,18 @@ export class StatusSweeper {
   /** One sweep: returns the transitions this instance claimed. */
   async sweepOnce(): Promise<Transition[]> {
     await this.#o.beforeSweep?.();
-    const counts = await this.#o.catalog.countPendingOffline();
-    this.#o.guard.observe(counts, this.#o.clock.now());
+    // The mass-offline guard looks at most once an interval: under load the sweeper wakes at every
+    // deadline bucket, and the guard counts a whole threshold of flips anyway.
+    const at = this.#o.clock.now().getTime();
+    if (this.#observedAt === undefined || at - this.#observedAt >= this.#o.intervalMs) {
+      this.#observedAt = at;
+      const counts = await this.#o.catalog.countPendingOffline();
+      const started = this.#o.guard.observe(counts, this.#o.clock.now());
+      // A hold this replica starts is recorded for the others; if one of theirs came first, it stands.
+      if (started && this.#o.catalog.recordMassHold) {
+        this.#o.guard.adopt(await this.#o.catalog.recordMassHold(started), this.#o.clock.now());
+      }
+    }
     const transitions = await this.#o.catalog.sweepStatuses();
     this.#lastSweepAt = this.#o.clock.now();
     for (const t of transitions) this.#o.metrics?.transitions.inc({ to: t.to });
