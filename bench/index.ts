@@ -14,6 +14,7 @@ Prints readable lines; the last line is one JSON object. See bench/README.md.
   --quick              shorter phases (finishes in under 45 s)
   --stages             instead, measure each stage of the heartbeat path alone (to find a bottleneck)
   --startup            instead, time federation --help and npm start until healthy (-- --startup --help)
+  --notify             instead, webhook delivery delay, loss across an outage and a SIGKILL (-- --notify --help)
   --projects N         distinct projects in the load (default 10000)
   --rounds N           measured heartbeats per project through the service (default 60, quick 30)
   --baseline-rounds N  heartbeats per project through the per-message baseline (default 3, quick 1)
@@ -75,13 +76,14 @@ async function presenceBench(argv: string[]): Promise<number> {
 
 /**
  * The other benchmarks, one module each exporting `main(argv)`: `npm run bench -- --scale`,
- * `-- --view`, `-- --startup`. A mode's module is imported only when its flag is given.
+ * `-- --view`, `-- --startup`, `-- --notify`. A mode's module is imported only when its flag is given.
  */
 const MODES: Record<string, () => Promise<{ main(argv: string[]): Promise<number> }>> = {
   '--scale': () => import('./scale-bench.ts'),
   '--view': () => import('./view-bench.ts'),
   '--startup': () => import('./startup-bench.ts'),
   '--soak': () => import('./soak.ts'),
+  '--notify': () => import('./notify-bench.ts'),
 };
 
 async function main(argv: string[]): Promise<number> {

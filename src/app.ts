@@ -22,6 +22,7 @@ import { textGuardPlugin } from './http/text-guard.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { metricsPlugin } from './metrics/plugin.ts';
 import { NatsManager } from './nats.ts';
+import { notifyPlugin } from './notify/plugin.ts';
 import { presencePlugin } from './presence/plugin.ts';
 import { webPlugin } from './web/plugin.ts';
 
@@ -114,6 +115,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
 
     await app.register(systemRoutes);
     await app.register(catalogPlugin);
+    // Before presence: the outbox hook must be in place before the first sweep stores a transition.
+    await app.register(notifyPlugin);
     await app.register(presencePlugin);
     await app.register(metricsPlugin);
     await app.register(edgesPlugin);

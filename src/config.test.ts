@@ -87,6 +87,20 @@ describe('loadConfig', () => {
     ).toEqual(['https://ops.example.com', 'http://localhost:5173']);
   });
 
+  it('keeps webhooks off private addresses and retrying for 24 h by default; flap damping on', () => {
+    expect(loadConfig({})).toMatchObject({
+      webhookAllowPrivate: false,
+      webhookMaxAgeS: 86_400,
+      webhookTimeoutMs: 5000,
+      flapChanges: 5,
+      flapWindowS: 600,
+      flapSettleS: 300,
+    });
+    expect(loadConfig({ FED_WEBHOOK_ALLOW_PRIVATE: 'true' }).webhookAllowPrivate).toBe(true);
+    expect(() => loadConfig({ FED_WEBHOOK_ALLOW_PRIVATE: 'maybe' })).toThrow(/^FED_WEBHOOK_ALLOW_PRIVATE=/);
+    expect(() => loadConfig({ FED_FLAP_CHANGES: '0' })).toThrow(/^FED_FLAP_CHANGES=/);
+  });
+
   it('binds a non-loopback HOST when an admin token is set', () => {
     expect(loadConfig({ HOST: '0.0.0.0', FED_ADMIN_TOKEN: 'x' }).host).toBe('0.0.0.0');
   });

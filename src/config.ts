@@ -48,6 +48,23 @@ export interface Config {
   rateLimitWindowS: number;
   /** Open SSE streams per instance; past it GET /api/fed/events answers 503. */
   sseMaxClients: number;
+  // Webhook notifications (src/notify/).
+  /** Allow notifier URLs on loopback and private addresses (refused by default: SSRF). */
+  webhookAllowPrivate: boolean;
+  /** Each delivery attempt gives up after this long. */
+  webhookTimeoutMs: number;
+  /** A delivery not made this long after its transition is marked failed. */
+  webhookMaxAgeS: number;
+  /** The longest wait between two attempts of one delivery (backoff doubles up to it, with jitter). */
+  webhookRetryMaxS: number;
+  /** Deliveries in flight at once per instance. */
+  webhookConcurrency: number;
+  // Flap damping.
+  /** A project is flapping once it changes status more than this many times in flapWindowS. */
+  flapChanges: number;
+  flapWindowS: number;
+  /** A flapping project is stable again once its status has not changed for this long. */
+  flapSettleS: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -239,6 +256,18 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     }),
     rateLimitWindowS: num(env, 'FED_RATE_LIMIT_WINDOW_S', 60, { min: 1, max: 86400, integer: true }),
     sseMaxClients: num(env, 'FED_SSE_MAX_CLIENTS', 1000, { min: 1, max: 1_000_000, integer: true }),
+    webhookAllowPrivate: bool(env, 'FED_WEBHOOK_ALLOW_PRIVATE', false),
+    webhookTimeoutMs: num(env, 'FED_WEBHOOK_TIMEOUT_MS', 5000, { min: 100, max: 120_000, integer: true }),
+    // As long as Alertmanager and GitHub keep trying: a receiver down over a weekend night still gets it.
+    webhookMaxAgeS: num(env, 'FED_WEBHOOK_MAX_AGE_S', 86_400, { min: 1, max: 86_400 * 30 }),
+    webhookRetryMaxS: num(env, 'FED_WEBHOOK_RETRY_MAX_S', 300, { min: 0.1, max: 86_400 }),
+    webhookConcurrency: num(env, 'FED_WEBHOOK_CONCURRENCY', 16, { min: 1, max: 1000, integer: true }),
+    // In the spirit of Nagios's flap detection (a state change in over ~25 % of 20 checks) for a 30 s
+    // heartbeat: more than 5 changes in 10 minutes; stable again after 5 quiet minutes (10 heartbeats,
+    // like Consul's success_before_passing counting good checks before passing).
+    flapChanges: num(env, 'FED_FLAP_CHANGES', 5, { min: 1, max: 10_000, integer: true }),
+    flapWindowS: num(env, 'FED_FLAP_WINDOW_S', 600, { min: 1, max: 86_400 * 7 }),
+    flapSettleS: num(env, 'FED_FLAP_SETTLE_S', 300, { min: 0.1, max: 86_400 * 7 }),
   };
   return Object.freeze(config);
 }

@@ -95,4 +95,42 @@ describe('FederationHeartbeat → Federation Service', () => {
     // interval_s = 0.2 makes this project's offline threshold 0.6 s.
     await waitFor(async () => (await project(slug))?.status === 'offline', { what: 'offline after stop()' });
   });
+
+  it('stop() says the project is leaving: offline at once with reason shutdown, not after 90 s of silence', async () => {
+    const slug = uniqueSlug('leave');
+    const hb = new FederationHeartbeat({
+      slug,
+      natsUrl: nats.url,
+      intervalS: 30,
+      env: {},
+      logger: { warn: () => {} },
+    });
+    await hb.start();
+    await waitFor(async () => (await project(slug))?.status === 'online', { what: 'online' });
+    await hb.stop();
+    // interval_s 30: silence would take 90 s; the leaving heartbeat takes a flush.
+    await waitFor(async () => (await project(slug))?.status === 'offline', {
+      timeoutMs: 3000,
+      what: 'offline at once',
+    });
+    const history = (await app.inject(`/api/fed/projects/${slug}/history`)).json() as {
+      transitions: Array<{ to: string; reason: string }>;
+    };
+    expect(history.transitions.at(-1)).toMatchObject({ to: 'offline', reason: 'shutdown' });
+
+    // stop({ leave: false }) is a crash as far as the service can tell: it stays online until the silence counts.
+    const quiet = uniqueSlug('crash');
+    const other = new FederationHeartbeat({
+      slug: quiet,
+      natsUrl: nats.url,
+      intervalS: 30,
+      env: {},
+      logger: { warn: () => {} },
+    });
+    await other.start();
+    await waitFor(async () => (await project(quiet))?.status === 'online', { what: 'online' });
+    await other.stop({ leave: false });
+    await app.heartbeatWriter.flush();
+    expect((await project(quiet))?.status).toBe('online');
+  });
 });

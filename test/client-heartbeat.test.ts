@@ -125,9 +125,14 @@ describe('FederationHeartbeat over NATS', () => {
       await waitFor(() => received.length >= 3, { what: 'heartbeats after the interval' });
     } finally {
       await hb.stop();
-      sub.unsubscribe();
     }
-    for (const { hb: payload } of received) {
+    // stop() sends one last heartbeat saying the project is leaving, right after the last regular one.
+    await waitFor(() => received.at(-1)?.hb.state === 'leaving', { what: 'the leaving heartbeat' });
+    sub.unsubscribe();
+    const leaving = received.pop();
+    expect(received.every((r) => r.hb.state === undefined)).toBe(true);
+    expect(leaving?.hb).toMatchObject({ project_slug: slug, state: 'leaving', version: '1.2.3' });
+    for (const { hb: payload } of [...received, ...(leaving ? [leaving] : [])]) {
       expect(Value.Errors(HeartbeatSchema, payload)).toEqual([]);
       expect(Date.parse(payload.timestamp)).not.toBeNaN();
       expect(payload.timestamp).toMatch(/Z$/);

@@ -169,6 +169,27 @@ describe('ecosystem view in Chromium', () => {
     await page.keyboard.press('Escape');
   });
 
+  it('shows a maintenance window on the card and in the details panel', async () => {
+    const until = new Date(Date.now() + 3600_000).toISOString();
+    await call('PUT', `/api/fed/projects/${beta.slug}/maintenance`, { until, reason: 'disk swap' });
+    await page.reload();
+    const badge = node(beta.slug).locator('.notice-maintenance');
+    await badge.waitFor();
+    expect(await badge.textContent()).toMatch(/maintenance until/);
+    await node(beta.slug).click();
+    const panel = page.getByRole('complementary', { name: `Details of ${beta.name}` });
+    await panel.getByText('disk swap').waitFor();
+    await page.keyboard.press('Escape');
+    const ended = await fetch(`${base}/api/fed/projects/${beta.slug}/maintenance`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    expect(ended.status).toBe(200);
+    await page.reload();
+    await node(beta.slug).waitFor();
+    expect(await node(beta.slug).locator('.notice-maintenance').count()).toBe(0);
+  });
+
   it('shows a status change pushed over SSE without reloading the page', async () => {
     // These callbacks run in the page; the test's own tsconfig has no DOM types, hence globalThis.
     await page.evaluate(() => {

@@ -21,6 +21,7 @@ const RUNS = {
   actions: 600,
   deletes: 600,
   queries: 1800,
+  notifiers: 600,
 };
 
 const hex = fc.stringMatching(/^[a-f0-9]{10}$/);
@@ -79,6 +80,26 @@ const edgeArb = fc
       { requiredKeys: ['from', 'to', 'kind'] },
     ),
   );
+
+// Literal public addresses only: a name would make every case a DNS lookup.
+const notifierArb = fc.record(
+  {
+    name: hex.map((h) => `fz-n-${h}`),
+    url: fc.constantFrom('https://93.184.215.14/hook', 'http://8.8.8.8:8080/x/y'),
+    secret: fc.constantFrom('fz-secret-0123456789', 'another-long-secret-value'),
+    format: fc.constantFrom('json', 'slack'),
+    filters: fc.record(
+      {
+        to: fc.subarray(['online', 'degraded', 'offline']),
+        tags,
+        slugs: fc.subarray(KNOWN),
+        include_planned: fc.boolean(),
+      },
+      { requiredKeys: [] },
+    ),
+  },
+  { requiredKeys: ['name', 'url'] },
+);
 
 const actionArb = fc.record(
   {
@@ -184,6 +205,7 @@ describe('fuzzing the HTTP API (fast-check, almost-valid input)', () => {
       { url: `/api/fed/projects/${KNOWN[0]}/history`, query: { limit: '10' } },
       { url: `/api/fed/metrics/${KNOWN[0]}`, query: { history: 'true' } },
       { url: '/api/fed/graph', query: { group_by: 'tag' } },
+      { url: '/api/fed/notifications', query: { status: 'pending', limit: '10', notifier: '1', slug: 'a' } },
     ];
     const queryArb = fc.record({
       route: fc.constantFrom(...routes),
@@ -323,6 +345,41 @@ describe('fuzzing the HTTP API (fast-check, almost-valid input)', () => {
     const stored = new Set(rows.filter((r) => r.source === 'api').map((r) => `${r.from}>${r.to}:${r.kind}`));
     expect(stored).toEqual(accepted);
     expect(accepted.size).toBeGreaterThan(3);
+  }, 180_000);
+
+  it(`POST /api/fed/notifiers: ${RUNS.notifiers} cases, stored only when accepted, the secret never echoed`, async () => {
+    const accepted = new Set<string>();
+    const refused = new Set<string>();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          { weight: 9, arbitrary: almostValid(notifierArb) },
+          { weight: 1, arbitrary: brokenJson(notifierArb) },
+        ),
+        async (input) => {
+          const raw = typeof input === 'string';
+          const res = await app.inject({
+            method: 'POST',
+            url: '/api/fed/notifiers',
+            headers: { 'content-type': 'application/json' },
+            payload: raw ? input : JSON.stringify(input.value),
+          });
+          const ok = checkAnswer(res, raw ? undefined : input, 'POST /api/fed/notifiers');
+          const value = raw ? undefined : (input.value as { name?: unknown; secret?: unknown });
+          if (typeof value?.secret === 'string' && value.secret.length >= 8)
+            expect(res.body.includes(value.secret), 'the secret was echoed').toBe(false);
+          if (typeof value?.name === 'string') (ok ? accepted : refused).add(value.name);
+        },
+      ),
+      { numRuns: RUNS.notifiers },
+    );
+    const names = new Set(
+      ((await app.inject('/api/fed/notifiers')).json() as Array<{ name: string | null }>).map((n) => n.name),
+    );
+    for (const n of refused)
+      if (!accepted.has(n)) expect(names.has(n), `refused ${n} was stored`).toBe(false);
+    for (const n of accepted) expect(names.has(n)).toBe(true);
+    expect(accepted.size).toBeGreaterThan(20);
   }, 180_000);
 
   it(`POST /api/fed/actions: ${RUNS.actions} cases, a run stored only when accepted`, async () => {

@@ -88,3 +88,59 @@ describe('credentials of NATS and PostgreSQL never reach the log or an error', (
     }
   });
 });
+
+describe('webhook secrets never reach the log or a response', () => {
+  it('keeps a notifier secret and a Slack-style URL path out of every line while deliveries fail', async () => {
+    const stream = new PassThrough();
+    let log = '';
+    stream.on('data', (chunk: Buffer) => {
+      log += chunk.toString();
+    });
+    const app = await buildApp({
+      config: testConfig({
+        LOG_LEVEL: 'debug',
+        FED_WEBHOOK_ALLOW_PRIVATE: 'true',
+        FED_WEBHOOK_RETRY_MAX_S: '0.1',
+      }),
+      logStream: stream,
+    });
+    const bodies: string[] = [];
+    try {
+      // Port 9: nothing listens, so every attempt fails and is logged.
+      const created = await app.inject({
+        method: 'POST',
+        url: '/api/fed/notifiers',
+        payload: {
+          url: 'http://127.0.0.1:9/services/T0/B0/HOOK-PATH-8',
+          secret: 'WEBHOOK-SECRET-9-0123456789',
+        },
+      });
+      bodies.push(created.body);
+      expect(created.statusCode).toBe(201);
+      await app.inject({
+        method: 'POST',
+        url: '/api/fed/heartbeats',
+        payload: {
+          project_slug: 'hooked',
+          hub_url: 'http://x.local',
+          mesh_namespace: 'hub.hooked',
+          timestamp: new Date().toISOString(),
+        },
+      });
+      const deadline = Date.now() + 10_000;
+      while (!log.includes('notification attempt failed') && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      bodies.push(
+        (await app.inject('/api/fed/notifiers')).body,
+        (await app.inject('/api/fed/notifications')).body,
+      );
+    } finally {
+      await app.close();
+    }
+    expect(log).toContain('notification attempt failed');
+    for (const text of [log, ...bodies]) {
+      expect(text).not.toContain('WEBHOOK-SECRET-9');
+      expect(text).not.toContain('HOOK-PATH-8');
+    }
+  });
+});

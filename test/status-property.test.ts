@@ -33,7 +33,7 @@ const PROJECTS = 4;
 const INTERVAL_S = 10; // server default: degraded after 15 s, offline after 30 s
 
 type Step =
-  | { t: 'beat'; p: number; health: 'ok' | 'degraded' | undefined; interval: number | undefined }
+  | { t: 'beat'; p: number; health: 'ok' | 'degraded' | 'leaving' | undefined; interval: number | undefined }
   | { t: 'advance'; ms: number }
   | { t: 'sweep' }
   | { t: 'restart' }
@@ -45,7 +45,8 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
     arbitrary: fc.record({
       t: fc.constant('beat' as const),
       p: fc.nat(PROJECTS - 1),
-      health: fc.constantFrom('ok' as const, 'degraded' as const, undefined),
+      // 'leaving': a heartbeat with state "leaving" (a graceful stop).
+      health: fc.constantFrom('ok' as const, 'degraded' as const, undefined, 'leaving' as const),
       interval: fc.constantFrom(undefined, undefined, 4, 20),
     }),
   },
@@ -183,7 +184,11 @@ describe('status rule and sweeper: property tests on random timelines', () => {
                     mesh_namespace: `hub.${p.slug}`,
                     timestamp: clock.now().toISOString(),
                     tags: [tag],
-                    ...(step.health ? { health: step.health } : {}),
+                    ...(step.health === 'leaving'
+                      ? { state: 'leaving' }
+                      : step.health
+                        ? { health: step.health }
+                        : {}),
                     ...(step.interval ? { interval_s: step.interval } : {}),
                   },
                 });

@@ -10,6 +10,7 @@ import {
   queueDeadlines,
   type SerializedHeartbeat,
   storeTransitions,
+  type TransitionsStoredHook,
   writeHeartbeats,
 } from './heartbeat-write.ts';
 import {
@@ -106,6 +107,9 @@ interface ProjectSqlRow {
   source: string;
   configured: boolean;
   status_changed_at: Date | string | null;
+  maintenance_until: Date | string | null;
+  maintenance_reason: string | null;
+  flapping: boolean;
   created_at: Date | string;
   updated_at: Date | string;
 }
@@ -130,10 +134,17 @@ function toProject(r: ProjectSqlRow): Project {
     source: r.source,
     configured: r.configured,
     statusChangedAt: dateOrNull(r.status_changed_at),
+    maintenanceUntil: dateOrNull(r.maintenance_until),
+    maintenanceReason: r.maintenance_reason,
+    flapping: r.flapping,
     createdAt: date(r.created_at),
     updatedAt: date(r.updated_at),
   };
 }
+
+/** A window that has ended reads as none: no timer has to clear it. */
+const maintenanceInForceSql = (now: Date) =>
+  sql`(case when maintenance_until > ${now.toISOString()}::timestamptz then maintenance_until end)`;
 
 export function encodeCursor(slug: string): string {
   return Buffer.from(JSON.stringify({ s: slug })).toString('base64url');
@@ -156,6 +167,8 @@ export class CatalogService {
   readonly #claimGraceMs: number;
   #guard: OfflineGuard;
   #onHeartbeatTransitions: TransitionListener | undefined;
+  #onStored: TransitionsStoredHook | undefined;
+  readonly #committed: Array<() => void> = [];
 
   /**
    * `claimGraceMs`: a sweep claims a deadline only once it has passed by this much, so that a
@@ -188,6 +201,20 @@ export class CatalogService {
   /** Receives the transitions heartbeats make (written through `writeHeartbeats`), once each. */
   onHeartbeatTransitions(listener: TransitionListener): void {
     this.#onHeartbeatTransitions = listener;
+  }
+
+  /** Runs in every transaction that stores transitions, after they are stored (one hook: the notification outbox). */
+  onTransitionsStored(hook: TransitionsStoredHook): void {
+    this.#onStored = hook;
+  }
+
+  /** Called once transitions (and what `onTransitionsStored` wrote with them) are committed. */
+  onTransitionsCommitted(listener: () => void): void {
+    this.#committed.push(listener);
+  }
+
+  #notifyCommitted(): void {
+    for (const l of this.#committed) l();
   }
 
   /**
@@ -224,19 +251,28 @@ export class CatalogService {
     return sql`(select unnest(project_ids) from project_deadlines where due_at <= ${until.toISOString()}::timestamptz)`;
   }
 
+  /** `maintenance_until` as the API shows it: null once the window has ended. */
+  maintenanceUntilSql(now: Date = this.#clock.now()): SQL<Date | null> {
+    return maintenanceInForceSql(now) as SQL<Date | null>;
+  }
+
   #statusExpr(now: Date): SQL<ProjectStatus> {
     return this.statusSql(now);
   }
 
   #selection(now: Date) {
     const { status: _stored, ...columns } = getTableColumns(projects);
-    return { ...columns, status: this.#statusExpr(now) };
+    return {
+      ...columns,
+      status: this.#statusExpr(now),
+      maintenanceUntil: sql<Date | null>`${maintenanceInForceSql(now)}`.mapWith(projects.maintenanceUntil),
+    };
   }
 
   #selectSql(now: Date): SQL {
     return sql`id, slug, name, hub_url, mesh_namespace, ${this.#statusExpr(now)} as status, tags, allow_fanout,
       last_heartbeat_at, reported_health, version, interval_s, source, configured, status_changed_at,
-      created_at, updated_at`;
+      ${maintenanceInForceSql(now)} as maintenance_until, maintenance_reason, flapping, created_at, updated_at`;
   }
 
   /** Upsert by slug: creates the project (offline) or updates its metadata, keeping its id. */
@@ -292,8 +328,12 @@ export class CatalogService {
       now: this.#clock.now(),
       thresholds: this.#thresholds,
       guard: this.#guard.state(this.#clock.now()),
+      onStored: this.#onStored,
     });
-    if (result.transitions.length > 0) await this.#onHeartbeatTransitions?.(result.transitions);
+    if (result.transitions.length > 0) {
+      this.#notifyCommitted();
+      await this.#onHeartbeatTransitions?.(result.transitions);
+    }
     return result;
   }
 
@@ -510,6 +550,7 @@ export class CatalogService {
     const all: Transition[] = [];
     for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
       const { transitions, buckets } = await this.#sweepBatch();
+      if (transitions.length > 0) this.#notifyCommitted();
       all.push(...transitions);
       if (buckets < SWEEP_BATCH_BUCKETS) break;
     }
@@ -589,7 +630,7 @@ export class CatalogService {
           reason: transitionReason(r.from_status, r.to_status, input, this.#thresholds),
         });
       }
-      await storeTransitions(tx, transitions);
+      await storeTransitions(tx, transitions, this.#onStored);
       return { transitions, buckets };
     });
   }

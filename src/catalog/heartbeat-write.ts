@@ -8,6 +8,7 @@ import {
   dueAfterHeartbeatSql,
   type GuardState,
   guardedStatusSql,
+  LEAVING,
   ruleColumns,
   type Thresholds,
   thresholdsFor,
@@ -18,7 +19,8 @@ import {
 export interface HeartbeatRow {
   slug: string;
   received_at: string;
-  health: 'ok' | 'degraded';
+  /** 'leaving': the heartbeat carried `"state": "leaving"` (the project is shutting down). */
+  health: 'ok' | 'degraded' | 'leaving';
   version: string | null;
   interval_s: number | null;
   name: string | null;
@@ -48,7 +50,17 @@ export interface HeartbeatWriteResult {
 }
 
 const heartbeatStatusSql = (health: SQL) =>
-  sql`(case when ${health} = 'degraded' then 'degraded' else 'online' end)`;
+  sql`(case when ${health} = 'degraded' then 'degraded' when ${health} = ${LEAVING} then 'offline' else 'online' end)`;
+
+/**
+ * Runs in the transaction that stores transitions (the notification outbox, see src/notify/outbox.ts).
+ * `first`: new projects' first status, as they are registered (no window, no history yet).
+ */
+export type TransitionsStoredHook = (
+  tx: Database,
+  transitions: readonly Transition[],
+  kind: 'first' | 'claimed',
+) => Promise<void>;
 
 /**
  * Stores a batch of heartbeats (at most one per slug) the way the status rule needs it, in one statement in the common case:
@@ -67,7 +79,13 @@ const heartbeatStatusSql = (health: SQL) =>
 export async function writeHeartbeats(
   db: Database,
   rows: readonly SerializedHeartbeat[],
-  opts: { autoRegister: boolean; now: Date; thresholds: Thresholds; guard: GuardState },
+  opts: {
+    autoRegister: boolean;
+    now: Date;
+    thresholds: Thresholds;
+    guard: GuardState;
+    onStored?: TransitionsStoredHook;
+  },
 ): Promise<HeartbeatWriteResult> {
   const result: HeartbeatWriteResult = {
     notWritten: new Set(),
@@ -108,7 +126,7 @@ export async function writeHeartbeats(
           select id, 'offline', status, last_heartbeat_at,
                  case when status = 'degraded' then ${transitionReason('offline', 'degraded', { lastHeartbeatAt: new Date(0), reportedHealth: 'degraded', intervalS: null }, opts.thresholds)}
                       else ${transitionReason('offline', 'online', { lastHeartbeatAt: new Date(0), reportedHealth: 'ok', intervalS: null }, opts.thresholds)} end
-          from ins
+          from ins where status <> 'offline'
         ),
         ins_due as (${queueDeadlines(sql`select ins.id, h.due from ins join h on h.slug = ins.slug`)})`
     : sql`ins as (select null::int as id, null::text as slug, null::text as status, null::timestamptz as last_heartbeat_at where false)`;
@@ -127,26 +145,26 @@ export async function writeHeartbeats(
   );
   if (missed.length === 0) return result;
   const missedSlugs = new Set(missed.map((m) => m.slug));
-  const exceptions = await query<{
-    slug: string;
-    id: number | null;
-    status: ProjectStatus | null;
-    at: string | Date | null;
-    known: boolean;
-  }>(
-    db,
-    sql`with h as ${recordset(jsonArray(rows.filter((r) => missedSlugs.has(r[0]))))},
-        ${insert}
-        select h.slug, ins.id, ins.status, ins.last_heartbeat_at as at,
-               (ins.id is not null or exists (select 1 from projects p where p.slug = h.slug)) as known
-        from h left join ins on ins.slug = h.slug`,
-  );
-
-  const changing: SerializedHeartbeat[] = [];
-  const bySlug = new Map(rows.map((r) => [r[0], r]));
-  for (const e of exceptions) {
-    if (e.id !== null && e.status !== null && e.at !== null) {
+  const findExceptions = async (tx: Database) => {
+    const found = await query<{
+      slug: string;
+      id: number | null;
+      status: ProjectStatus | null;
+      at: string | Date | null;
+      known: boolean;
+    }>(
+      tx,
+      sql`with h as ${recordset(jsonArray(rows.filter((r) => missedSlugs.has(r[0]))))},
+          ${insert}
+          select h.slug, ins.id, ins.status, ins.last_heartbeat_at as at,
+                 (ins.id is not null or exists (select 1 from projects p where p.slug = h.slug)) as known
+          from h left join ins on ins.slug = h.slug`,
+    );
+    for (const e of found) {
+      if (e.id === null || e.status === null || e.at === null) continue;
       result.inserted.add(e.slug);
+      // A project whose first heartbeat says it is leaving is registered offline: no transition.
+      if (e.status === 'offline') continue;
       result.transitions.push({
         projectId: e.id,
         slug: e.slug,
@@ -164,7 +182,18 @@ export async function writeHeartbeats(
           opts.thresholds,
         ),
       });
-    } else if (!e.known) {
+    }
+    if (result.transitions.length > 0) await opts.onStored?.(tx, result.transitions, 'first');
+    return found;
+  };
+  // In a transaction when a hook writes with the transitions (the outbox), so that both commit together.
+  const exceptions = opts.onStored ? await db.transaction(findExceptions) : await findExceptions(db);
+
+  const changing: SerializedHeartbeat[] = [];
+  const bySlug = new Map(rows.map((r) => [r[0], r]));
+  for (const e of exceptions) {
+    if (e.id !== null && e.status !== null && e.at !== null) continue;
+    if (!e.known) {
       result.notWritten.add(e.slug);
       if (!opts.autoRegister) result.unknown.add(e.slug);
     } else {
@@ -246,7 +275,7 @@ export async function writeHeartbeats(
         ),
       });
     }
-    await storeTransitions(tx, transitions);
+    await storeTransitions(tx, transitions, opts.onStored);
     result.transitions.push(...transitions);
   });
   for (const [slug] of changing) if (!written.has(slug)) result.notWritten.add(slug);
@@ -297,7 +326,11 @@ export const DEADLINE_ROW_IDS = 2000;
  * Stores claimed transitions as events and as one count delta, in the caller's transaction (the one
  * that claimed them), so each is stored exactly once.
  */
-export async function storeTransitions(tx: Database, transitions: readonly Transition[]): Promise<void> {
+export async function storeTransitions(
+  tx: Database,
+  transitions: readonly Transition[],
+  onStored?: TransitionsStoredHook,
+): Promise<void> {
   if (transitions.length === 0) return;
   await query(
     tx,
@@ -318,4 +351,5 @@ export async function storeTransitions(tx: Database, transitions: readonly Trans
     sql`insert into project_status_counts (online, degraded, offline)
         values (${delta.online}, ${delta.degraded}, ${delta.offline})`,
   );
+  await onStored?.(tx, transitions, 'claimed');
 }

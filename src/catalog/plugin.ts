@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Gauge } from 'prom-client';
+import { MaintenanceService } from './maintenance.ts';
+import { maintenanceRoutes } from './maintenance-routes.ts';
 import { catalogRoutes } from './routes.ts';
 
 /** The catalog: projects.yaml at start, the projects API, project counts in /metrics. */
@@ -43,6 +45,9 @@ export const catalogPlugin = fp(
     });
 
     await app.register(catalogRoutes);
+    await app.register(maintenanceRoutes, {
+      maintenance: new MaintenanceService({ db: app.db, clock: app.clock }),
+    });
   },
   { name: 'catalog', dependencies: ['core'] },
 );

@@ -34,6 +34,33 @@ describe('parseProjectsFile', () => {
     expect(f.edges).toEqual([{ from: 'veria', to: 'commandcenter', kind: 'api', strength: 0.8 }]);
   });
 
+  it('reads notifications:, naming each by its name or its URL', () => {
+    const f = parseProjectsFile(
+      `${ok}notifications:
+  - name: ops
+    url: https://ops.example.com/hook
+    secret: s3cret-s3cret-s3cret
+    filters: { to: [offline], tags: [python], include_planned: true }
+  - url: https://hooks.slack.com/services/T/B/X
+    format: slack
+`,
+      'p.yaml',
+    );
+    expect(f.notifications).toEqual([
+      {
+        name: 'ops',
+        url: 'https://ops.example.com/hook',
+        secret: 's3cret-s3cret-s3cret',
+        filters: { to: ['offline'], tags: ['python'], include_planned: true },
+      },
+      {
+        name: 'https://hooks.slack.com/services/T/B/X',
+        url: 'https://hooks.slack.com/services/T/B/X',
+        format: 'slack',
+      },
+    ]);
+  });
+
   it('accepts an empty file and an empty list', () => {
     expect(parseProjectsFile('', 'p.yaml').projects).toEqual([]);
     expect(parseProjectsFile('projects:\n', 'p.yaml').projects).toEqual([]);
@@ -69,6 +96,21 @@ describe('parseProjectsFile', () => {
     ],
     ['a strength above 1', ok.replace('strength: 0.8', 'strength: 3'), /edges\[0\].*field strength/],
     ['not YAML', 'projects: [', /^p\.yaml: not valid YAML/],
+    [
+      'a notifier with a bad format',
+      `${ok}notifications:\n  - name: ops\n    url: https://ops.example.com\n    format: xml\n`,
+      /^p\.yaml: notifications\[0\] \(name ops\) field format/,
+    ],
+    [
+      'a notifier that is not http',
+      `${ok}notifications:\n  - name: ops\n    url: ftp://ops.example.com\n`,
+      /^p\.yaml: notifications\[0\] \(name ops\) field url/,
+    ],
+    [
+      'two notifiers with one name',
+      `${ok}notifications:\n  - url: https://a.example\n  - url: https://a.example\n`,
+      /notifications\[1\] field name: .* listed twice/,
+    ],
     ['a list at the top', '- a\n- b\n', /^p\.yaml: expected a mapping/],
     [
       'a NUL in a name',

@@ -7,6 +7,7 @@ import {
   ACTION_NAME_PATTERN,
   EdgeKindSchema,
   findUnstorableText,
+  ProjectStatusSchema,
   SlugSchema,
   unstorableTextMessage,
 } from '../protocol/index.ts';
@@ -36,22 +37,48 @@ const EdgeEntrySchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** A webhook notifier (the API's POST /api/fed/notifiers body); `name` keys it across restarts. */
+export const NotificationEntrySchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    url: Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2000 }),
+    secret: Type.Optional(Type.String({ minLength: 16, maxLength: 500 })),
+    format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('slack')])),
+    filters: Type.Optional(
+      Type.Object(
+        {
+          to: Type.Optional(Type.Array(ProjectStatusSchema, { maxItems: 3 })),
+          tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { maxItems: 50 })),
+          slugs: Type.Optional(Type.Array(SlugSchema, { maxItems: 1000 })),
+          include_planned: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 const FileSchema = Type.Object(
   {
     projects: Type.Optional(Type.Union([Type.Array(ProjectEntrySchema), Type.Null()])),
     edges: Type.Optional(Type.Union([Type.Array(EdgeEntrySchema), Type.Null()])),
+    notifications: Type.Optional(Type.Union([Type.Array(NotificationEntrySchema), Type.Null()])),
   },
   { additionalProperties: false },
 );
 
 export type ProjectEntry = Static<typeof ProjectEntrySchema>;
 export type EdgeEntry = Static<typeof EdgeEntrySchema>;
+export type NotificationEntry = Static<typeof NotificationEntrySchema> & { name: string };
 export interface ProjectsFile {
   path: string;
   projects: Array<
     Required<Pick<ProjectEntry, 'slug' | 'name' | 'hub_url' | 'mesh_namespace'>> & ProjectEntry
   >;
   edges: EdgeEntry[];
+  /** Webhook notifiers, each with its name (the URL when none is given). */
+  notifications: NotificationEntry[];
 }
 
 const validator = Compile(FileSchema);
@@ -67,7 +94,9 @@ function describe(doc: unknown, pointer: string): string {
       ? ` (slug ${item.slug})`
       : list === 'edges' && item
         ? ` (${String(item.from)} -> ${String(item.to)})`
-        : '';
+        : list === 'notifications' && typeof item?.name === 'string'
+          ? ` (name ${item.name})`
+          : '';
   return `${list}[${index}]${label}${rest.length ? ` field ${rest.join('.')}` : ''}`;
 }
 
@@ -130,5 +159,16 @@ export function parseProjectsFile(text: string, path = 'projects.yaml'): Project
     if (e.from === e.to)
       throw new ConfigError(`${path}: edges[${i}]: an edge cannot go from ${e.from} to itself`);
   });
-  return { path, projects, edges };
+  const names = new Set<string>();
+  const notifications = (doc.notifications ?? []).map((n, i) => {
+    const name = n.name ?? n.url;
+    if (names.has(name)) {
+      throw new ConfigError(
+        `${path}: notifications[${i}] field name: ${JSON.stringify(n.name ? name : '(the url)')} is listed twice; give each notifier its own name`,
+      );
+    }
+    names.add(name);
+    return { ...n, name };
+  });
+  return { path, projects, edges, notifications };
 }

@@ -22,6 +22,14 @@ export const ProjectCreateSchema = Type.Object(
 );
 export type ProjectCreate = Static<typeof ProjectCreateSchema>;
 
+export const MaintenanceSchema = Type.Object(
+  {
+    until: Timestamp,
+    reason: Type.Union([Type.String(), Type.Null()]),
+  },
+  { $id: 'Maintenance' },
+);
+
 export const ProjectResponseSchema = Type.Object(
   {
     id: Type.Integer(),
@@ -43,10 +51,25 @@ export const ProjectResponseSchema = Type.Object(
     source: Type.String({ description: 'config, api or heartbeat: where the project first came from' }),
     configured: Type.Boolean({ description: 'true while projects.yaml lists the project' }),
     status_changed_at: NullableTimestamp,
+    maintenance: Type.Union([MaintenanceSchema, Type.Null()], {
+      description: 'the maintenance window in force (its transitions are stored but not notified), or null',
+    }),
+    flapping: Type.Boolean({
+      description:
+        'true while the project changes status more than FED_FLAP_CHANGES times in FED_FLAP_WINDOW_S: notifiers get one "flapping" notification, then one "stable"',
+    }),
   },
   { $id: 'ProjectResponse' },
 );
 export type ProjectResponse = Static<typeof ProjectResponseSchema>;
+
+/** The window in force, or null (the catalog reads `maintenanceUntil` as null once the window has ended). */
+export function maintenanceOf(
+  p: Pick<Project, 'maintenanceUntil' | 'maintenanceReason'>,
+): { until: string; reason: string | null } | null {
+  if (!p.maintenanceUntil) return null;
+  return { until: new Date(p.maintenanceUntil).toISOString(), reason: p.maintenanceReason ?? null };
+}
 
 export function toProjectResponse(p: Project): ProjectResponse {
   return {
@@ -67,5 +90,7 @@ export function toProjectResponse(p: Project): ProjectResponse {
     source: p.source,
     configured: p.configured,
     status_changed_at: p.statusChangedAt ? new Date(p.statusChangedAt).toISOString() : null,
+    maintenance: maintenanceOf(p),
+    flapping: p.flapping ?? false,
   };
 }

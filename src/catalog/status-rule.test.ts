@@ -30,6 +30,8 @@ describe('computeStatus', () => {
     expect(computeStatus(input(46), NOW, DEFAULTS)).toBe('degraded');
     expect(computeStatus(input(91), NOW, DEFAULTS)).toBe('offline');
     expect(computeStatus(input(91, { reportedHealth: 'degraded' }), NOW, DEFAULTS)).toBe('offline');
+    // A project that said it is leaving is offline at once, whatever the age of that heartbeat.
+    expect(computeStatus(input(1, { reportedHealth: 'leaving' }), NOW, DEFAULTS)).toBe('offline');
     expect(computeStatus(input(46), NOW, { degradedAfterS: 0, offlineAfterS: 90 })).toBe('online');
   });
 
@@ -44,7 +46,7 @@ describe('computeStatus', () => {
 describe('guardedStatusSql agrees with guardedStatus', () => {
   let handle: DatabaseHandle;
   const AGES = [null, 0, 10, 14.9, 15, 16, 44, 45, 46, 89, 90, 91, 150, 180, 181, 1000];
-  const HEALTH = [null, 'ok', 'degraded'];
+  const HEALTH = [null, 'ok', 'degraded', 'leaving'];
   const INTERVALS = [null, 0.5, 10, 60];
   const STORED: ProjectStatus[] = ['online', 'degraded', 'offline'];
   const rows: Array<StatusInput & { slug: string; stored: ProjectStatus }> = [];

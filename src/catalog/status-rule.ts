@@ -15,6 +15,10 @@ export interface StatusInput {
 }
 
 export const DEGRADED_FACTOR = 1.5;
+/** The stored `reported_health` of a project whose last heartbeat carried `"state": "leaving"`. */
+export const LEAVING = 'leaving';
+/** The reason of the transition a leaving heartbeat makes. */
+export const SHUTDOWN_REASON = 'shutdown';
 export const OFFLINE_FACTOR = 3;
 
 export function thresholdsFor(input: Pick<StatusInput, 'intervalS'>, defaults: Thresholds): Thresholds {
@@ -32,6 +36,8 @@ export function thresholdsFor(input: Pick<StatusInput, 'intervalS'>, defaults: T
  */
 export function computeStatus(input: StatusInput, now: Date, defaults: Thresholds): ProjectStatus {
   if (input.lastHeartbeatAt === null) return 'offline';
+  // Its last heartbeat said it is shutting down (state "leaving"): offline at once, no silence to wait for.
+  if (input.reportedHealth === LEAVING) return 'offline';
   const t = thresholdsFor(input, defaults);
   const ageMs = now.getTime() - input.lastHeartbeatAt.getTime();
   if (ageMs > t.offlineAfterS * 1000) return 'offline';
@@ -61,7 +67,13 @@ export function guardedStatus(
   guard: GuardState,
 ): ProjectStatus {
   const rule = computeStatus(input, now, defaults);
-  if (rule !== 'offline' || stored === 'offline' || input.lastHeartbeatAt === null) return rule;
+  if (
+    rule !== 'offline' ||
+    stored === 'offline' ||
+    input.lastHeartbeatAt === null ||
+    input.reportedHealth === LEAVING
+  )
+    return rule;
   if (guard.holdAll) return stored;
   const { offlineAfterS } = thresholdsFor(input, defaults);
   const heardFrom = Math.max(input.lastHeartbeatAt.getTime(), guard.heardSince.getTime());
@@ -83,11 +95,13 @@ export function transitionReason(
       : `heartbeat late: none for more than ${t.degradedAfterS}s`;
   }
   if (input.lastHeartbeatAt === null) return 'no heartbeat received yet';
+  if (input.reportedHealth === LEAVING) return SHUTDOWN_REASON;
   return `no heartbeat for more than ${t.offlineAfterS}s`;
 }
 
 /** The status a heartbeat gives its project the moment it is written. */
 export function heartbeatStatus(health: string | null | undefined): ProjectStatus {
+  if (health === LEAVING) return 'offline';
   return health === 'degraded' ? 'degraded' : 'online';
 }
 
@@ -131,7 +145,9 @@ const ts = (at: Date | SQL) => (at instanceof Date ? sql`${at.toISOString()}::ti
  */
 export function dueAfterHeartbeatSql(at: SQL, health: SQL, intervalS: SQL, defaults: Thresholds): SQL {
   const { offlineS, degradedS } = thresholdsSql(intervalS, defaults);
-  return sql`(${at} + ${seconds(sql`(case when ${health} = 'degraded' then ${offlineS} else coalesce(${degradedS}, ${offlineS}) end)`)})`;
+  // A leaving project is offline already: nothing is due until its next heartbeat.
+  return sql`(case when ${health} = ${LEAVING} then null::timestamptz
+    else ${at} + ${seconds(sql`(case when ${health} = 'degraded' then ${offlineS} else coalesce(${degradedS}, ${offlineS}) end)`)} end)`;
 }
 
 /**
@@ -161,6 +177,7 @@ export function guardedStatusSql(
   const age = (from: SQL) => sql`extract(epoch from (${nowTs} - ${from}))`;
   return sql`(case
     when ${c.lastHeartbeatAt} is null then 'offline'
+    when ${c.reportedHealth} = ${LEAVING} then 'offline'
     when ${age(c.lastHeartbeatAt)} > ${offlineS} then
       case when ${c.status} <> 'offline' and (${guard.holdAll}::boolean or ${age(sql`greatest(${c.lastHeartbeatAt}, ${heardTs})`)} <= ${offlineS})
         then ${c.status} else 'offline' end

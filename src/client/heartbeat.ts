@@ -24,6 +24,8 @@ export const MAX_HEARTBEAT_INTERVAL_S = MAX_INTERVAL_S;
 export const PUBLISH_ERROR_LOG_PERIOD_MS = 60_000;
 /** While NATS cannot be reached at start, the publisher tries again this often (or every interval, if shorter). */
 export const CONNECT_RETRY_S = 5;
+/** How long stop() waits for the server to take the leaving heartbeat before closing anyway. */
+export const LEAVE_FLUSH_TIMEOUT_MS = 2_000;
 
 export type ReportedHealth = 'ok' | 'degraded';
 export type HeartbeatIntegration = NonNullable<Heartbeat['integrations']>[number];
@@ -301,6 +303,11 @@ export class FederationHeartbeat {
     return hb;
   }
 
+  /** The last heartbeat `stop()` sends: the usual payload with `"state": "leaving"`. */
+  leavingHeartbeat(now: Date = new Date()): Heartbeat {
+    return { ...this.heartbeat(now), state: 'leaving' };
+  }
+
   /**
    * Connects (when it owns the connection), publishes the first heartbeat and schedules the rest.
    * When it owns the connection and NATS cannot be reached, it still resolves: the failure is
@@ -341,15 +348,28 @@ export class FederationHeartbeat {
   }
 
   /**
-   * Stops publishing and any pending connect attempt; drains the connection if the publisher opened
-   * it. Safe to call twice. An attempt already in flight is not waited for (it may take up to the
-   * connect timeout); it closes its connection as soon as it arrives.
+   * Stops publishing and any pending connect attempt, and tells the service this project is leaving
+   * (one last heartbeat with `"state": "leaving"`): it is recorded offline at once with reason
+   * `shutdown`, instead of after the offline threshold of silence, and notifiers treat it as a planned
+   * stop. `{ leave: false }` stops without it (the service then sees silence, as after a crash).
+   * Drains the connection if the publisher opened it. Safe to call twice. A connect attempt already in
+   * flight is not waited for (it may take up to the connect timeout); it closes its connection as
+   * soon as it arrives.
    */
-  async stop(): Promise<void> {
+  async stop(opts: { leave?: boolean } = {}): Promise<void> {
+    const wasRunning = this.#state === 'running';
     this.#state = 'stopped';
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     const nc = this.#nc;
+    if (wasRunning && (opts.leave ?? true) && nc && !nc.isClosed()) {
+      try {
+        nc.publish(this.subject, JSON.stringify(this.leavingHeartbeat()));
+        await Promise.race([nc.flush(), new Promise((r) => setTimeout(r, LEAVE_FLUSH_TIMEOUT_MS).unref())]);
+      } catch (err) {
+        this.#recordFailure('leaving heartbeat failed', err);
+      }
+    }
     if (this.#ownsConnection && nc && !nc.isClosed()) {
       await nc.drain().catch(() => nc.close());
     }

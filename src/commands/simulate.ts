@@ -158,7 +158,8 @@ class SimulatedMember {
     if (hb) {
       this.published += hb.stats.published;
       this.failed += hb.stats.failed;
-      await hb.stop();
+      // A simulated death is a crash, not a planned stop: the service must notice the silence.
+      await hb.stop({ leave: false });
     }
     await responder?.stop();
   }

@@ -41,6 +41,11 @@ export const projects = pgTable(
     /** True while projects.yaml lists the project. */
     configured: boolean('configured').notNull().default(false),
     statusChangedAt: tz('status_changed_at'),
+    /** A maintenance window: transitions before this time are stored with maintenance = true and not notified. */
+    maintenanceUntil: tz('maintenance_until'),
+    maintenanceReason: varchar('maintenance_reason', { length: 500 }),
+    /** Changed status more than FED_FLAP_CHANGES times in FED_FLAP_WINDOW_S: its changes are not notified one by one. */
+    flapping: boolean('flapping').notNull().default(false),
     createdAt: tz('created_at').notNull().defaultNow(),
     updatedAt: tz('updated_at').notNull().defaultNow(),
   },
@@ -49,11 +54,17 @@ export const projects = pgTable(
     // Status pages walk (status, slug) in slug order. No column a heartbeat writes is indexed, so
     // heartbeat updates stay HOT; deadlines live in project_deadlines.
     index('idx_projects_status_slug').on(t.status, t.slug),
+    // The notifier looks at flapping projects (to see them settle) and at windows ending: few rows each.
+    index('idx_projects_flapping').on(t.statusChangedAt).where(sql`${t.flapping}`),
+    index('idx_projects_maintenance_until')
+      .on(t.maintenanceUntil)
+      .where(sql`${t.maintenanceUntil} is not null`),
     check('projects_status_check', sql`${t.status} in ('online', 'offline', 'degraded')`),
     check('projects_source_check', sql`${t.source} in ('config', 'api', 'heartbeat')`),
     check(
       'projects_health_check',
-      sql`${t.reportedHealth} is null or ${t.reportedHealth} in ('ok', 'degraded')`,
+      // 'leaving': the project's last heartbeat said it is shutting down (state "leaving").
+      sql`${t.reportedHealth} is null or ${t.reportedHealth} in ('ok', 'degraded', 'leaving')`,
     ),
   ],
 );
@@ -70,6 +81,8 @@ export const projectStatusEvents = pgTable(
     toStatus: varchar('to_status', { length: 20 }).notNull(),
     at: tz('at').notNull(),
     reason: text('reason').notNull(),
+    /** Happened inside the project's maintenance window: stored, not notified. */
+    maintenance: boolean('maintenance').notNull().default(false),
   },
   (t) => [
     index('idx_status_events_project_at').on(t.projectId, t.at),
@@ -206,6 +219,82 @@ export const fanoutResults = pgTable(
     check(
       'fanout_results_outcome_check',
       sql`${t.outcome} in ('pending', 'ok', 'error', 'timeout', 'not_allowed', 'offline')`,
+    ),
+  ],
+);
+
+/** Webhook receivers: from projects.yaml (`notifications:`, source config) or the API (source api). */
+export const notifiers = pgTable(
+  'notifiers',
+  {
+    id: serial('id').primaryKey(),
+    /** Names a config notifier across restarts (the key of `notifications:`); optional for the API. */
+    name: varchar('name', { length: 200 }),
+    url: varchar('url', { length: 2000 }).notNull(),
+    /** HMAC-SHA256 key of X-Federation-Signature; never returned by the API nor logged. */
+    secret: varchar('secret', { length: 500 }),
+    format: varchar('format', { length: 20 }).notNull().default('json'),
+    filters: jsonb('filters').$type<NotifierFilters>().notNull().default({}),
+    source: varchar('source', { length: 20 }).notNull(),
+    createdAt: tz('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('uq_notifiers_config_name').on(t.name).where(sql`${t.source} = 'config'`),
+    check('notifiers_format_check', sql`${t.format} in ('json', 'slack')`),
+    check('notifiers_source_check', sql`${t.source} in ('config', 'api')`),
+  ],
+);
+
+export interface NotifierFilters {
+  /** Statuses entered that are notified (default: all). */
+  to?: string[];
+  /** Only projects with one of these tags. */
+  tags?: string[];
+  /** Only these projects. */
+  slugs?: string[];
+  /** Also notify planned stops (state "leaving", reason shutdown); default false. */
+  include_planned?: boolean;
+}
+
+/**
+ * The outbox: one row per notification to one notifier, written in the transaction that stored the
+ * transition, so it exists exactly when the transition does and belongs to no replica in particular.
+ * Workers claim due rows with a lease (`next_attempt_at` moved past the send), so a replica that dies
+ * mid-send leaves the row to be sent again, never lost.
+ */
+export const notificationDeliveries = pgTable(
+  'notification_deliveries',
+  {
+    /** A UUIDv7 (time-ordered): the X-Federation-Delivery idempotency key and the paging key. */
+    id: varchar('id', { length: 36 }).primaryKey(),
+    notifierId: integer('notifier_id')
+      .notNull()
+      .references(() => notifiers.id, { onDelete: 'cascade' }),
+    slug: varchar('slug', { length: 50 }).notNull(),
+    /** transition, flapping, stable or maintenance_ended. */
+    event: varchar('event', { length: 20 }).notNull(),
+    /** The exact bytes sent (and signed), fixed when the row is written so every retry is identical. */
+    body: text('body').notNull(),
+    status: varchar('status', { length: 20 }).notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: tz('next_attempt_at').notNull(),
+    /** When the transition (or flap change) happened; delivery delay counts from here. */
+    occurredAt: tz('occurred_at').notNull(),
+    createdAt: tz('created_at').notNull().defaultNow(),
+    /** After this, a failing delivery is marked failed (FED_WEBHOOK_MAX_AGE_S after it was written). */
+    expiresAt: tz('expires_at').notNull(),
+    deliveredAt: tz('delivered_at'),
+    lastError: varchar('last_error', { length: 500 }),
+    lastStatusCode: integer('last_status_code'),
+  },
+  (t) => [
+    index('idx_deliveries_due').on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
+    index('idx_deliveries_status_id').on(t.status, t.id),
+    index('idx_deliveries_notifier').on(t.notifierId),
+    check('notification_deliveries_status_check', sql`${t.status} in ('pending', 'delivered', 'failed')`),
+    check(
+      'notification_deliveries_event_check',
+      sql`${t.event} in ('transition', 'flapping', 'stable', 'maintenance_ended')`,
     ),
   ],
 );

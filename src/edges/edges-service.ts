@@ -429,7 +429,14 @@ export class EdgesService {
     maxNodes = DEFAULT_GRAPH_MAX_NODES,
   ): Promise<{ nodes: GraphNode[]; edges: Edge[]; external: ExternalEdge[] }> {
     const status = this.#catalog.statusSql();
-    const members = await groupMembers(this.#db, groupBy, key, status, maxNodes + 1);
+    const members = await groupMembers(
+      this.#db,
+      groupBy,
+      key,
+      status,
+      maxNodes + 1,
+      this.#catalog.maintenanceUntilSql(),
+    );
     if (members.length > maxNodes) {
       throw new GraphTooLargeError(
         `group ${JSON.stringify(key)} (by ${groupBy}) has more than ${maxNodes} projects (FED_GRAPH_MAX_NODES): group by another field to split it`,

@@ -120,11 +120,15 @@ export async function groupMembers(
   groupKey: string,
   status: SQL<ProjectStatus>,
   limit: number,
+  maintenanceUntil?: SQL<Date | null>,
 ): Promise<Project[]> {
   const { status: _stored, ...columns } = getTableColumns(projects);
   const key = groupKeySql(groupBy, status);
+  const maintenance = maintenanceUntil
+    ? { maintenanceUntil: sql<Date | null>`${maintenanceUntil}`.mapWith(projects.maintenanceUntil) }
+    : {};
   return (await db
-    .select({ ...columns, status })
+    .select({ ...columns, status, ...maintenance })
     .from(projects)
     .where(sql`${key} = ${groupKey}`)
     .orderBy(asc(projects.slug))

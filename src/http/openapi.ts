@@ -33,11 +33,12 @@ const errorDescription = (code: string | number): string =>
 /** One tag per feature folder; every route names one of them. */
 export const FEATURE_TAGS = [
   { name: 'system', description: 'health of the service and its dependencies' },
-  { name: 'catalog', description: 'projects: register, list, remove' },
+  { name: 'catalog', description: 'projects: register, list, remove; maintenance windows' },
   { name: 'presence', description: 'heartbeats, status events and status history' },
   { name: 'metrics', description: 'metrics summaries published by projects' },
   { name: 'edges', description: 'integration edges and the ecosystem graph' },
   { name: 'fanout', description: 'actions sent to many projects at once and their results' },
+  { name: 'notify', description: 'webhook notifiers and their deliveries (signed, retried, never lost)' },
 ] as const;
 
 type RouteSchema = Record<string, unknown> & { response?: Record<string, unknown> };

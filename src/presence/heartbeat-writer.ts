@@ -33,7 +33,7 @@ function pendingOf(heartbeat: Heartbeat, receivedAt: Date, bytes: number): Pendi
   const row: HeartbeatRow = {
     slug: heartbeat.project_slug,
     received_at: receivedAt.toISOString(),
-    health: heartbeat.health ?? 'ok',
+    health: heartbeat.state === 'leaving' ? 'leaving' : (heartbeat.health ?? 'ok'),
     version: heartbeat.version ?? null,
     interval_s: heartbeat.interval_s ?? null,
     name: heartbeat.name ?? null,

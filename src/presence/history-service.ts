@@ -15,6 +15,8 @@ export interface StatusChange {
   to: ProjectStatus;
   at: Date;
   reason: string;
+  /** Inside a maintenance window: stored, not notified. */
+  maintenance: boolean;
 }
 
 export interface ProjectHistory {
@@ -78,27 +80,34 @@ export class HistoryService {
     const project = projects[0];
     if (!project) throw new NotFoundError(`project ${slug} is not registered`);
 
-    type Row = { from_status: ProjectStatus; to_status: ProjectStatus; at: string | Date; reason: string };
+    type Row = {
+      from_status: ProjectStatus;
+      to_status: ProjectStatus;
+      at: string | Date;
+      reason: string;
+      maintenance: boolean;
+    };
     const toChange = (r: Row): StatusChange => ({
       from: r.from_status,
       to: r.to_status,
       at: new Date(r.at),
       reason: r.reason,
+      maintenance: r.maintenance,
     });
     const latest = await query<Row>(
       this.#db,
-      sql`select from_status, to_status, at, reason from project_status_events
+      sql`select from_status, to_status, at, reason, maintenance from project_status_events
           where project_id = ${project.id} order by at desc, id desc limit ${limit}`,
     );
 
     const weekStart = new Date(now.getTime() - UPTIME_WINDOWS['7d']);
     const windowRows = await query<Row & { before: boolean }>(
       this.#db,
-      sql`(select from_status, to_status, at, reason, true as before from project_status_events
+      sql`(select from_status, to_status, at, reason, maintenance, true as before from project_status_events
            where project_id = ${project.id} and at <= ${weekStart.toISOString()}::timestamptz
            order by at desc, id desc limit 1)
           union all
-          (select from_status, to_status, at, reason, false as before from project_status_events
+          (select from_status, to_status, at, reason, maintenance, false as before from project_status_events
            where project_id = ${project.id} and at > ${weekStart.toISOString()}::timestamptz
            order by at asc, id asc)`,
     );

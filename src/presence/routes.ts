@@ -23,7 +23,8 @@ const TransitionSchema = Type.Object({
   from: ProjectStatusSchema,
   to: ProjectStatusSchema,
   at: Timestamp,
-  reason: Type.String(),
+  reason: Type.String({ description: 'shutdown: the project said it was leaving (a planned stop)' }),
+  maintenance: Type.Boolean({ description: 'inside a maintenance window: stored, not notified' }),
 });
 
 const UptimeFraction = Type.Number({ minimum: 0, maximum: 1 });

@@ -46,6 +46,8 @@ export const HeartbeatSchema = Type.Object({
   // answered 202 was dropped by the writer (found by the fuzz tests).
   interval_s: Type.Optional(Type.Number({ minimum: MIN_INTERVAL_S, maximum: MAX_INTERVAL_S })),
   integrations: Type.Optional(Type.Array(HeartbeatIntegrationSchema, { maxItems: 100 })),
+  /** "leaving": the project is shutting down; it is recorded offline at once with reason `shutdown`. */
+  state: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('leaving')])),
 });
 export type Heartbeat = Static<typeof HeartbeatSchema>;
 

@@ -37,6 +37,13 @@ export const projectInboxPrefix = (slug: string): string => `_INBOX_${slug}`;
 export const actionSubject = (meshNamespace: string, action: string): string =>
   `${meshNamespace}.actions.${action}`;
 
+/** Every webhook delivery carries its id (an idempotency key: the same on every retry) in this header. */
+export const DELIVERY_HEADER = 'X-Federation-Delivery';
+/** `sha256=<hex HMAC-SHA256 of the raw body>` with the notifier's secret, when it has one. */
+export const SIGNATURE_HEADER = 'X-Federation-Signature';
+/** transition, flapping or stable. */
+export const EVENT_HEADER = 'X-Federation-Event';
+
 export const PROJECT_STATUSES = ['online', 'offline', 'degraded'] as const;
 export const EDGE_KINDS = ['api', 'queue', 'shared-schema', 'event', 'library'] as const;
 export const ACTION_NAME_PATTERN = '^[a-z0-9][a-z0-9_-]{0,63}$';

@@ -22,6 +22,10 @@ export interface GraphNode {
   source?: string;
   configured?: boolean;
   status_changed_at?: string | null;
+  /** A maintenance window in force: its transitions are stored but not notified. */
+  maintenance?: { until: string; reason: string | null } | null;
+  /** Changing status too often: notified once, until it settles. */
+  flapping?: boolean;
   metrics?: Record<string, MetricEntry> | null;
   heartbeat_age_s?: number | null;
 }

@@ -1,7 +1,7 @@
 import { Handle, type Node, type NodeProps, Position, useStore } from '@xyflow/react';
 import { createContext, memo, useContext } from 'react';
 import type { ProjectStatus } from './api.ts';
-import { formatAge, keyMetrics } from './format.ts';
+import { formatAge, formatTime, keyMetrics } from './format.ts';
 import type { ProjectView } from './use-federation.ts';
 
 export type ProjectNodeType = Node<{ project: ProjectView }, 'project'>;
@@ -20,6 +20,32 @@ export function StatusBadge({ status }: { status: ProjectStatus }) {
       </span>
       {status}
     </span>
+  );
+}
+
+/** Maintenance and flapping, in words (not colour alone): why a change on this card pages no one. */
+export function NoticeBadges({ project }: { project: Pick<ProjectView, 'maintenance' | 'flapping'> }) {
+  const m = project.maintenance;
+  if (!m && !project.flapping) return null;
+  return (
+    <div className="notices small">
+      {m && (
+        <span
+          className="notice notice-maintenance"
+          title={`maintenance until ${formatTime(m.until)}${m.reason ? `: ${m.reason}` : ''} (not notified)`}
+        >
+          <span aria-hidden="true">🔧 </span>maintenance until {formatTime(m.until)}
+        </span>
+      )}
+      {project.flapping && (
+        <span
+          className="notice notice-flapping"
+          title="changing status too often; notified once until it settles"
+        >
+          <span aria-hidden="true">⚡ </span>flapping
+        </span>
+      )}
+    </div>
   );
 }
 
@@ -70,14 +96,19 @@ function ProjectNodeView({ data, selected }: NodeProps<ProjectNodeType>) {
         </span>
         <HeartbeatAge beatAt={p.beatAt} />
       </div>
-      <div className="tags">
-        {tags.map((t) => (
-          <span key={t} className="tag">
-            {t}
-          </span>
-        ))}
-        {p.tags.length > tags.length && <span className="tag more">+{p.tags.length - tags.length}</span>}
-      </div>
+      {/* A window or flapping takes the tags' row: the card keeps its fixed height (the layout counts on it). */}
+      {p.maintenance || p.flapping ? (
+        <NoticeBadges project={p} />
+      ) : (
+        <div className="tags">
+          {tags.map((t) => (
+            <span key={t} className="tag">
+              {t}
+            </span>
+          ))}
+          {p.tags.length > tags.length && <span className="tag more">+{p.tags.length - tags.length}</span>}
+        </div>
+      )}
       <div className="card-metrics small">
         {metrics.length === 0 ? (
           <span className="muted">no metrics yet</span>

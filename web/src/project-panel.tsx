@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react';
 import { ApiError, api, type GraphEdge, type History, metricValue } from './api.ts';
 import { formatTime, formatValue } from './format.ts';
-import { HeartbeatAge, StatusBadge } from './project-node.tsx';
+import { HeartbeatAge, NoticeBadges, StatusBadge } from './project-node.tsx';
 import type { ProjectView } from './use-federation.ts';
 
 type HistoryState =
@@ -59,6 +59,7 @@ export function ProjectPanel({
           {project.status_changed_at && (
             <span className="muted small"> since {formatTime(project.status_changed_at)}</span>
           )}
+          <NoticeBadges project={project} />
         </div>
         <button type="button" className="close" onClick={onClose} aria-label="Close details">
           ×
@@ -81,6 +82,15 @@ export function ProjectPanel({
             <div className="muted small">{formatTime(project.last_heartbeat_at)}</div>
           )}
         </dd>
+        {project.maintenance && (
+          <>
+            <dt>Maintenance</dt>
+            <dd>
+              until {formatTime(project.maintenance.until)}
+              {project.maintenance.reason && <div className="muted small">{project.maintenance.reason}</div>}
+            </dd>
+          </>
+        )}
         {project.health && (
           <>
             <dt>Reported health</dt>
