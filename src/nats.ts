@@ -115,7 +115,8 @@ export class NatsManager {
         this.#log.info({ server: nc.getServer() }, 'connected to NATS');
         firstAttempt();
         void this.#watch(nc);
-        for (const l of this.#listeners) await this.#notify(l, nc);
+        // A copy: a listener added while these run is notified by onConnect itself, not twice.
+        for (const l of [...this.#listeners]) await this.#notify(l, nc);
         await nc.closed();
         if (this.#stopped) return;
         this.#nc = undefined;
