@@ -34,6 +34,7 @@ export class NatsManager {
   #state: NatsState;
   #since: Date;
   #lastError: string | undefined;
+  #connectedOnce = false;
   #stopped = false;
   #loop: Promise<void> | undefined;
 
@@ -67,6 +68,10 @@ export class NatsManager {
   }
   get connected(): boolean {
     return this.#state === 'connected';
+  }
+  /** Whether a connection has existed since start (the offline guard pauses only after one has). */
+  get connectedOnce(): boolean {
+    return this.#connectedOnce;
   }
 
   /** Runs `listener` with the connection once it exists (now, if it already does). */
@@ -111,6 +116,7 @@ export class NatsManager {
           return;
         }
         this.#nc = nc;
+        this.#connectedOnce = true;
         this.#setState('connected');
         this.#log.info({ server: nc.getServer() }, 'connected to NATS');
         firstAttempt();
