@@ -104,6 +104,16 @@ async function timeReady(
   } finally {
     if (!exited && child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
     await gone;
+    // npm exits before the server it started has closed: the next run must not be answered by it.
+    const until = Date.now() + 20_000;
+    while (
+      Date.now() < until &&
+      (await fetch(`http://127.0.0.1:${port}/`).then(
+        () => true,
+        () => false,
+      ))
+    )
+      await new Promise((r) => setTimeout(r, 10));
   }
 }
 
