@@ -4,22 +4,22 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { CatalogService } from './catalog/catalog-service.ts';
 import { catalogPlugin } from './catalog/plugin.ts';
-import { loadProjectsFile } from './catalog/projects-file.ts';
+import { loadProjectsFile, type ProjectsFile } from './catalog/projects-file.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { corePlugin } from './core.ts';
-import { openDatabase } from './db/connection.ts';
+import { type DatabaseHandle, openDatabase } from './db/connection.ts';
 import { edgesPlugin } from './edges/plugin.ts';
 import { fanoutPlugin } from './fanout/plugin.ts';
 import { authPlugin } from './http/auth.ts';
 import { compressionPlugin } from './http/compression.ts';
+import { DeferredCompilers } from './http/deferred-compile.ts';
 import { errorsPlugin } from './http/errors.ts';
 import { openApiOptions } from './http/openapi.ts';
 import { ErrorSchema } from './http/schemas.ts';
 import { securityPlugin } from './http/security.ts';
 import { SERVICE_VERSION, systemRoutes } from './http/system-routes.ts';
 import { textGuardPlugin } from './http/text-guard.ts';
-import { validatorCompiler } from './http/validation.ts';
 import { metricsPlugin } from './metrics/plugin.ts';
 import { NatsManager } from './nats.ts';
 import { notifyPlugin } from './notify/plugin.ts';
@@ -35,6 +35,14 @@ export interface BuildAppOptions {
   logStream?: NodeJS.WritableStream;
   /** How long start-up waits for NATS before serving without it (it keeps trying). */
   natsFirstConnectWaitMs?: number;
+  /**
+   * The database, already opening: `serve` starts PGlite before it loads the app's modules, so that
+   * its WebAssembly compiles on another core meanwhile. The app owns it from here (closes it).
+   * Default: opened here from config.
+   */
+  database?: Promise<DatabaseHandle>;
+  /** projects.yaml, already read and checked (`serve` reads it before it opens the database). */
+  projectsFile?: ProjectsFile;
 }
 
 export type App = FastifyInstance;
@@ -57,7 +65,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
   const { config } = opts;
   const clock = opts.clock ?? systemClock;
   // Read projects.yaml first: a bad file must stop start-up before anything is touched.
-  const projectsFile = config.projectsFile ? loadProjectsFile(config.projectsFile) : undefined;
+  const projectsFile =
+    opts.projectsFile ?? (config.projectsFile ? loadProjectsFile(config.projectsFile) : undefined);
+  const opening = opts.database ?? openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const compilers = new DeferredCompilers();
 
   const app = Fastify({
     logger: opts.logger ?? {
@@ -67,10 +78,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
       ...(opts.logStream ? { stream: opts.logStream } : {}),
     },
     bodyLimit: config.bodyLimitBytes,
+    schemaController: { compilersFactory: { buildSerializer: compilers.buildSerializer } },
   }).withTypeProvider<TypeBoxTypeProvider>();
-  app.setValidatorCompiler(validatorCompiler);
+  app.setValidatorCompiler(compilers.validatorCompiler);
 
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const database = await opening;
   try {
     await database.migrate();
   } catch (err) {
@@ -85,6 +97,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     claimGraceMs: 2 * config.flushIntervalMs,
   });
   const nats = new NatsManager(config, app.log, clock);
+  // Connecting is network round trips: it proceeds while the plugins register (each feature's
+  // onConnect listener runs when it registers, or when the connection comes, whichever is later).
+  const natsStarted = nats.start(opts.natsFirstConnectWaitMs);
 
   try {
     app.addSchema(ErrorSchema);
@@ -123,11 +138,18 @@ export async function buildApp(opts: BuildAppOptions): Promise<App> {
     await app.register(fanoutPlugin);
     await app.register(webPlugin);
 
-    await nats.start(opts.natsFirstConnectWaitMs);
+    await natsStarted;
     await app.ready();
   } catch (err) {
     await app.close().catch(() => {});
+    await nats.stop(); // it was started before the plugins that would stop it had all registered
     throw err;
   }
+  // What no request has needed yet is compiled now, in the background: the first call of a route
+  // then rarely pays for its schema.
+  void compilers.warmUp().then((failures) => {
+    for (const f of failures)
+      app.log.error({ err: f.error, route: f.route }, 'route schema does not compile');
+  });
   return app;
 }

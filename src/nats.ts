@@ -34,6 +34,7 @@ export class NatsManager {
   #state: NatsState;
   #since: Date;
   #lastError: string | undefined;
+  #connectedOnce = false;
   #stopped = false;
   #loop: Promise<void> | undefined;
 
@@ -67,6 +68,10 @@ export class NatsManager {
   }
   get connected(): boolean {
     return this.#state === 'connected';
+  }
+  /** Whether a connection has existed since start (the offline guard pauses only after one has). */
+  get connectedOnce(): boolean {
+    return this.#connectedOnce;
   }
 
   /** Runs `listener` with the connection once it exists (now, if it already does). */
@@ -111,11 +116,13 @@ export class NatsManager {
           return;
         }
         this.#nc = nc;
+        this.#connectedOnce = true;
         this.#setState('connected');
         this.#log.info({ server: nc.getServer() }, 'connected to NATS');
         firstAttempt();
         void this.#watch(nc);
-        for (const l of this.#listeners) await this.#notify(l, nc);
+        // A copy: a listener added while these run is notified by onConnect itself, not twice.
+        for (const l of [...this.#listeners]) await this.#notify(l, nc);
         await nc.closed();
         if (this.#stopped) return;
         this.#nc = undefined;

@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
@@ -184,5 +185,63 @@ describe('POST /api/fed/heartbeats with FED_ADMIN_TOKEN set', () => {
       headers: { authorization: 'Bearer secret-admin' },
     });
     expect(ok.statusCode).toBe(202);
+  });
+});
+
+describe('HTTP heartbeats while NATS_URL points at no server', () => {
+  let app: App;
+  beforeAll(async () => {
+    // A port nothing listens on: every connection attempt is refused, as with the default NATS_URL
+    // and no nats-server running.
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    app = await buildTestApp({
+      NATS_URL: `nats://127.0.0.1:${port}`,
+      FED_OFFLINE_AFTER_S: '1',
+      FED_DEGRADED_AFTER_S: '0',
+      FED_SWEEP_INTERVAL_S: '0.1',
+    });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('a project that stops beating goes offline after the start-up grace: NATS never connected, so nothing is paused', async () => {
+    const slug = uniqueSlug('nonats');
+    expect(
+      (await app.inject({ method: 'POST', url: '/api/fed/heartbeats', payload: heartbeat(slug) })).statusCode,
+    ).toBe(202);
+    await waitFor(async () => (await app.inject(`/api/fed/projects/${slug}`)).json().status === 'online', {
+      timeoutMs: 2000,
+      what: 'the project to be online',
+    });
+    const health = (await app.inject('/api/fed/health')).json();
+    expect(health.checks.nats).toMatchObject({ status: 'degraded', state: 'disconnected' });
+    expect(health.checks.presence.nats_pause).toMatch(/has not connected since start/);
+    // Silent from here: offline one threshold after its last heartbeat (and after the grace).
+    const offline = await waitFor(
+      async () => {
+        const p = (await app.inject(`/api/fed/projects/${slug}`)).json();
+        return p.status === 'offline' ? p : undefined;
+      },
+      { timeoutMs: 10_000, what: 'the silent project to go offline' },
+    );
+    expect(offline.status).toBe('offline');
+    // The API reads the rule at once; the sweeper stores (and publishes) the transition.
+    const stored = await waitFor(
+      async () => {
+        const { transitions } = (await app.inject(`/api/fed/projects/${slug}/history`)).json();
+        return transitions.find((t: { to: string }) => t.to === 'offline');
+      },
+      { timeoutMs: 5000, what: 'the sweeper to store the offline transition' },
+    );
+    expect(stored).toMatchObject({ from: 'online', reason: 'no heartbeat for more than 1s' });
+    expect((await app.inject('/api/fed/health')).json().checks.presence.nats_pause).toMatch(
+      /follow the status rule/,
+    );
   });
 });

@@ -13,8 +13,16 @@ Configuration comes from the environment; see .env.example.`,
     parseArgs({ args: argv, options: {} }); // no options: anything else is a usage error
     const config = loadConfig();
     // Loaded here, not at the top: `federation serve --help` should not load the whole server.
+    // A bad projects.yaml refuses start-up before the database is touched.
+    const { loadProjectsFile } = await import('../catalog/projects-file.ts');
+    const projectsFile = config.projectsFile ? loadProjectsFile(config.projectsFile) : undefined;
+    // The database opens while the rest of the server's modules load: PGlite compiles its
+    // WebAssembly on other threads meanwhile. buildApp takes it over (and reports its errors).
+    const { openDatabase } = await import('../db/connection.ts');
+    const database = openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    database.catch(() => {}); // not unhandled while the modules load; buildApp awaits it
     const { buildApp } = await import('../app.ts');
-    const app = await buildApp({ config });
+    const app = await buildApp({ config, database, projectsFile });
     let closing = false;
     const shutdown = async (signal: string) => {
       if (closing) return;

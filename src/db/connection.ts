@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
@@ -27,6 +27,31 @@ export interface DatabaseHandle {
   migrate(): Promise<void>;
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * True when the database already holds every migration under drizzle/. Drizzle's migrator applies
+ * each journal entry newer than the newest `created_at` it recorded, after creating its schema and
+ * table and opening a transaction; this asks the one question first, so a start on an up-to-date
+ * database (every start but the first) costs one query. An absent table means a new database.
+ */
+export async function migrationsApplied(
+  db: Database,
+  migrationsFolder = MIGRATIONS_FOLDER,
+): Promise<boolean> {
+  const journal = JSON.parse(readFileSync(join(migrationsFolder, 'meta/_journal.json'), 'utf8')) as {
+    entries: Array<{ when: number }>;
+  };
+  const newest = Math.max(...journal.entries.map((e) => e.when));
+  try {
+    const rows = await query<{ last: string | number | null }>(
+      db,
+      sql`select max(created_at) as last from "drizzle"."__drizzle_migrations"`,
+    );
+    return rows[0]?.last != null && Number(rows[0].last) >= newest;
+  } catch {
+    return false;
+  }
 }
 
 /** Runs raw SQL and returns its rows, the same way on node-postgres and PGlite. */
@@ -78,6 +103,7 @@ export async function openDatabase(opts: {
       engine: 'postgres',
       location: redactUrl(databaseUrl),
       async migrate() {
+        if (await migrationsApplied(db)) return;
         const client = new pg.Client({ connectionString: databaseUrl });
         await client.connect();
         try {
@@ -115,6 +141,7 @@ export async function openDatabase(opts: {
     engine: 'pglite',
     location,
     async migrate() {
+      if (await migrationsApplied(db)) return;
       await migratePglite(drizzlePglite({ client }), { migrationsFolder: MIGRATIONS_FOLDER });
     },
     async ping() {

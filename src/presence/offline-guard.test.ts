@@ -6,9 +6,16 @@ const OFFLINE_S = 90;
 
 function setup(nats: Partial<NatsView> = {}) {
   const clock = new ManualClock(Date.parse('2025-01-01T00:00:00Z'));
-  const view = { enabled: false, connected: false, since: clock.now(), ...nats };
-  const guard = new PresenceOfflineGuard({ startedAt: clock.now(), offlineAfterS: OFFLINE_S, nats: view });
-  return { clock, view, guard };
+  const view = { enabled: false, connected: false, connectedOnce: false, since: clock.now(), ...nats };
+  const warnings: string[] = [];
+  const log = { warn: (_obj: object, msg: string) => void warnings.push(msg) };
+  const guard = new PresenceOfflineGuard({
+    startedAt: clock.now(),
+    offlineAfterS: OFFLINE_S,
+    nats: view,
+    log,
+  });
+  return { clock, view, guard, warnings };
 }
 
 describe('PresenceOfflineGuard: mass offline', () => {
@@ -108,7 +115,7 @@ describe('PresenceOfflineGuard: mass offline', () => {
 
 describe('PresenceOfflineGuard: NATS', () => {
   it('pauses offline flips while NATS is enabled and disconnected, and says why', () => {
-    const { clock, view, guard } = setup({ enabled: true, connected: true });
+    const { clock, view, guard } = setup({ enabled: true, connected: true, connectedOnce: true });
     expect(guard.state(clock.now()).holdAll).toBe(false);
     expect(guard.health(clock.now()).status).toBe('ok');
     view.connected = false;
@@ -120,13 +127,44 @@ describe('PresenceOfflineGuard: NATS', () => {
   });
 
   it('ends by itself on reconnect, counting silence only from the reconnect', () => {
-    const { clock, view, guard } = setup({ enabled: true, connected: false });
+    const { clock, view, guard } = setup({ enabled: true, connected: true, connectedOnce: true });
+    view.connected = false;
+    expect(guard.state(clock.now()).holdAll).toBe(true);
     clock.advance(300_000);
     view.connected = true;
     view.since = clock.now();
     const state = guard.state(clock.now());
     expect(state.holdAll).toBe(false);
     expect(state.heardSince).toEqual(clock.now());
+  });
+
+  it('pauses nothing while NATS has never connected since start: the grace, then the rule, a warning and a health detail', () => {
+    const { clock, view, guard, warnings } = setup({ enabled: true, connected: false });
+    // During the start-up grace silence does not count anyway (heardSince is the start); no pause.
+    expect(guard.state(clock.now())).toEqual({ heardSince: clock.now(), holdAll: false });
+    expect(guard.health(clock.now())).toMatchObject({
+      status: 'ok',
+      nats_pause: expect.stringContaining('start-up grace'),
+    });
+    expect(warnings).toEqual([]);
+    clock.advance(OFFLINE_S * 1000);
+    expect(guard.state(clock.now()).holdAll).toBe(false);
+    clock.advance(3_600_000);
+    expect(guard.state(clock.now()).holdAll).toBe(false);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/NATS has not connected since start/);
+    expect(guard.health(clock.now())).toMatchObject({
+      status: 'ok',
+      nats_pause: expect.stringContaining('follow the status rule'),
+    });
+    // Once NATS has connected, losing it is an outage: the pause applies from then on.
+    view.connected = true;
+    view.connectedOnce = true;
+    view.since = clock.now();
+    expect(guard.health(clock.now())).not.toHaveProperty('nats_pause');
+    view.connected = false;
+    expect(guard.state(clock.now()).holdAll).toBe(true);
+    expect(guard.health(clock.now()).status).toBe('degraded');
   });
 
   it('never holds when NATS is disabled', () => {

@@ -2,6 +2,8 @@ import type { MassHold, OfflineGuard } from '../catalog/catalog-service.ts';
 import type { GuardState } from '../catalog/status-rule.ts';
 import type { CheckResult } from '../health.ts';
 
+type WarnLog = { warn(obj: object, msg: string): void };
+
 /** A mass-offline event: more than half of the live projects, and at least this many, at once. */
 export const MASS_OFFLINE_MIN = 10;
 
@@ -10,6 +12,8 @@ export interface NatsView {
   readonly connected: boolean;
   /** When the current connection state began. */
   readonly since: Date;
+  /** Whether this instance has had a NATS connection at all since it started (absent: not yet). */
+  readonly connectedOnce?: boolean;
 }
 
 type MassState =
@@ -32,8 +36,12 @@ export interface OfflineCounts {
 /**
  * The guards against false offline (DESIGN.md), as one OfflineGuard for the catalog:
  * - start-up grace: silence from before `startedAt` was not heard, so it does not count;
- * - NATS: while NATS is enabled but disconnected, no project goes offline (self-preservation), and
- *   silence from before the last (re)connect does not count either;
+ * - NATS: while NATS is enabled and disconnected after this instance had a connection, no project
+ *   goes offline (self-preservation), and silence from before the last (re)connect does not count
+ *   either. A NATS that never connected since start (not running, wrong NATS_URL) pauses nothing:
+ *   that is a setting, not an outage to ride out, and a pause would last forever, freezing projects
+ *   that beat over HTTP too. The start-up grace still covers the first offline threshold; after it,
+ *   the status rule applies, a warning is logged once and health says so;
  * - mass offline: when a sweep would take more than half of the live projects (and at least
  *   MASS_OFFLINE_MIN) offline, those flips wait one more offline threshold, then apply to whichever
  *   projects are still silent. A recovery does not end the hold early (after a partition heals,
@@ -45,16 +53,34 @@ export class PresenceOfflineGuard implements OfflineGuard {
   readonly #startedAt: Date;
   readonly #offlineAfterMs: number;
   readonly #nats: NatsView;
+  readonly #log: WarnLog | undefined;
   #mass: MassState = { phase: 'idle' };
+  #warnedNeverConnected = false;
 
-  constructor(deps: { startedAt: Date; offlineAfterS: number; nats: NatsView }) {
+  constructor(deps: { startedAt: Date; offlineAfterS: number; nats: NatsView; log?: WarnLog }) {
     this.#startedAt = deps.startedAt;
     this.#offlineAfterMs = deps.offlineAfterS * 1000;
     this.#nats = deps.nats;
+    this.#log = deps.log;
   }
 
+  /** NATS is enabled and not connected now. */
   get natsDown(): boolean {
     return this.#nats.enabled && !this.#nats.connected;
+  }
+
+  /** Offline flips are paused for NATS: it is down after this instance had a connection. */
+  get natsPaused(): boolean {
+    return this.natsDown && this.#nats.connectedOnce === true;
+  }
+
+  /** NATS is enabled but has not connected since start, and the start-up grace is over at `now`. */
+  #neverConnectedAfterGrace(now: Date): boolean {
+    return (
+      this.natsDown &&
+      this.#nats.connectedOnce !== true &&
+      now.getTime() - this.#startedAt.getTime() >= this.#offlineAfterMs
+    );
   }
 
   /** True while a mass-offline event is being held back at `now`. */
@@ -69,7 +95,14 @@ export class PresenceOfflineGuard implements OfflineGuard {
     if (this.#nats.enabled && this.#nats.connected && this.#nats.since > heardSince) {
       heardSince = this.#nats.since;
     }
-    if (this.natsDown) return { heardSince, holdAll: true };
+    if (this.natsPaused) return { heardSince, holdAll: true };
+    if (!this.#warnedNeverConnected && this.#neverConnectedAfterGrace(now)) {
+      this.#warnedNeverConnected = true;
+      this.#log?.warn(
+        { nats_state_since: this.#nats.since.toISOString() },
+        'NATS has not connected since start: offline flips are not paused for it; projects heard only over NATS go offline by the status rule',
+      );
+    }
     if (this.massHolding(now) && this.#mass.phase === 'holding') {
       return {
         heardSince,
@@ -137,10 +170,15 @@ export class PresenceOfflineGuard implements OfflineGuard {
   health(now: Date): CheckResult {
     const reasons: string[] = [];
     const result: CheckResult = { status: 'ok' };
-    if (this.natsDown) {
+    if (this.natsPaused) {
       reasons.push(
         `NATS disconnected since ${this.#nats.since.toISOString()}: offline flips are paused (self-preservation)`,
       );
+    } else if (this.natsDown) {
+      // Not a pause, but the operator should know why projects that beat over NATS may turn offline.
+      result.nats_pause = this.#neverConnectedAfterGrace(now)
+        ? 'off: NATS has not connected since start; offline flips follow the status rule'
+        : 'off: NATS has not connected since start; the start-up grace holds flips until it ends';
     }
     if (this.massHolding(now) && this.#mass.phase === 'holding') {
       const m = this.#mass;

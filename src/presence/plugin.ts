@@ -59,6 +59,7 @@ export const presencePlugin = fp(
       startedAt: app.startedAt,
       offlineAfterS: config.offlineAfterS,
       nats: app.nats,
+      log: app.log,
     });
     app.catalog.setGuard(guard);
 

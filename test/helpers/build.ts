@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TSC = join(ROOT, 'node_modules/typescript/bin/tsc');
+const BUNDLE = join(ROOT, 'scripts/bundle-server.mjs');
 
 function newestSourceMs(dir: string): number {
   let newest = 0;
@@ -18,8 +19,9 @@ function newestSourceMs(dir: string): number {
 }
 
 /**
- * Tests that run bin/federation.js or import the package run dist/. `npm ci` builds it (prepare);
- * this rebuilds it when a source under src/ is newer, so a test never runs stale JavaScript.
+ * Tests that run bin/federation.js (dist/bundle/) or import the package (dist/) run built JavaScript.
+ * `npm ci` builds both (prepare); this rebuilds them when a source under src/ is newer, so a test
+ * never runs stale JavaScript.
  */
 export function ensureBuilt(): void {
   const stamp = join(ROOT, 'dist/.tsbuildinfo');
@@ -27,11 +29,13 @@ export function ensureBuilt(): void {
   try {
     builtMs = statSync(stamp).mtimeMs;
   } catch {}
-  if (builtMs >= newestSourceMs(join(ROOT, 'src'))) return;
+  const bundled = existsSync(join(ROOT, 'dist/bundle/cli.js'));
+  if (bundled && builtMs >= newestSourceMs(join(ROOT, 'src'))) return;
   execFileSync(process.execPath, [TSC, '-p', join(ROOT, 'tsconfig.build.json')], {
     cwd: ROOT,
     stdio: 'inherit',
   });
+  execFileSync(process.execPath, [BUNDLE], { cwd: ROOT, stdio: 'inherit' });
   // tsc leaves the file alone when no output changed; touch it so the next check is a no-op.
   const now = new Date();
   utimesSync(stamp, now, now);
