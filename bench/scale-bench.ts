@@ -416,17 +416,31 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       const res = await fetch(`${base}/api/fed/projects`, { headers: { 'accept-encoding': 'identity' } });
       const ttfb = performance.now() - t0;
       let bytes = 0;
+      let cut: string | undefined;
       const reader = res.body?.getReader();
-      for (;;) {
-        const chunk = await reader?.read();
-        if (!chunk || chunk.done) break;
-        bytes += chunk.value.byteLength;
+      try {
+        for (;;) {
+          const chunk = await reader?.read();
+          if (!chunk || chunk.done) break;
+          bytes += chunk.value.byteLength;
+        }
+      } catch (err) {
+        // The service ended the stream (a batch failed under the load): a figure, not the end of the run.
+        cut = err instanceof Error ? err.message : String(err);
+        log(`  whole catalog: the stream was cut after ${bytes} bytes (${cut})`);
       }
       const totalMs = performance.now() - t0;
       const growth = rssMax - rssBefore;
       rssMax = Math.max(rssMax, peakBefore);
       rssFast = false;
-      return { ttfb, totalMs, bytes, growth, status: res.status };
+      return {
+        ttfb,
+        totalMs,
+        bytes,
+        growth,
+        status: cut ? `${res.status}, cut` : res.status,
+        complete: !cut,
+      };
     })();
     const [steadyResults, victimResult, full] = await Promise.all([
       Promise.all(steady.map((s) => s.done)),
@@ -591,6 +605,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       slug_p99_ms: round1(percentile(bySlug, 99)),
       read_errors: errors,
       full_list_ttfb_ms: round1(full.ttfb),
+      full_list_complete: full.complete,
       full_list_s: round1(full.totalMs / 1000),
       full_list_mb: round1(full.bytes / 1024 / 1024),
       full_list_rss_growth_mb: round1(full.growth),
