@@ -10,7 +10,6 @@
  * Duplicates are counted in every phase (the same X-Federation-Delivery twice).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -24,6 +23,7 @@ import { testConfig } from '../src/config.ts';
 import { openDatabase, query } from '../src/db/connection.ts';
 import { NotificationOutbox } from '../src/notify/outbox.ts';
 import { signBody } from '../src/notify/signing.ts';
+import { freePort } from '../test/helpers/ports.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../test/helpers/webhook-receiver.ts';
 import { createDatabase, DEFAULT_POSTGRES_ADMIN_URL, percentile, sleep, until } from './bench-infra.ts';
 
@@ -44,17 +44,6 @@ Target: delay p99 <= ${TARGET_P99_MS} ms; 0 lost across the outage and the SIGKI
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
 const loadavg = () => os.loadavg().map((l) => Number(l.toFixed(2)));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const heartbeat = (slug: string) => ({
   project_slug: slug,

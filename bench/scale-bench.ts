@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -13,6 +12,7 @@ import pg from 'pg';
 import { buildApp } from '../src/app.ts';
 import { encodeCursor } from '../src/catalog/catalog-service.ts';
 import { loadConfig } from '../src/config.ts';
+import { freePort } from '../test/helpers/ports.ts';
 import {
   counterValue,
   createDatabase,
@@ -61,16 +61,6 @@ interface Options {
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const round1 = (n: number) => Math.round(n * 10) / 10;
 const loadavgNow = () => loadavg().map((x) => round1(x));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** CPU ticks (user + system) and RSS of a process, from /proc. */
 function procStat(pid: number): { ticks: number; rssMb: number } | undefined {

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { startNatsServer, type TestNatsServer } from '../test/helpers/nats-server.ts';
+import { freePort } from '../test/helpers/ports.ts';
 import { createPostgresDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from '../test/helpers/postgres.ts';
 import { startTcpProxy, type TcpProxy } from '../test/helpers/tcp-proxy.ts';
 import { percentile, sleep, until } from './bench-infra.ts';
@@ -72,16 +73,6 @@ function parse(argv: string[]): Options | string {
   } catch (err) {
     return (err as Error).message;
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 const portOpen = (port: number) =>

@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { buildTestApp, uniqueSlug } from './helpers/app.ts';
 import { ensureBuilt } from './helpers/build.ts';
+import { freePort } from './helpers/ports.ts';
 import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { heartbeatPayload, metricsText, metricValue } from './helpers/presence.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -77,16 +77,6 @@ describe('two replicas on one PostgreSQL database: each delivery once', () => {
     expect(delivered.reduce((a, b) => a + b, 0)).toBe(total);
   });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => (a && typeof a === 'object' ? res(a.port) : rej(new Error('no port'))));
-    });
-  });
-}
 
 const BIN = resolve(import.meta.dirname, '../bin/federation.js');
 
