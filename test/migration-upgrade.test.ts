@@ -1,5 +1,5 @@
 /**
- * Databases of earlier releases (migrations 0000–0001, and 0000–0002, with data) upgrade in place:
+ * Databases of earlier releases (migrations 0000–0001, 0000–0002 and 0000–0004, with data) upgrade in place:
  * nothing is lost, counts start right, and every project that may still change has a deadline queued.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts
 
 let database: TestDatabase;
 let database2: TestDatabase;
+let database3: TestDatabase;
 const folders: string[] = [];
 
 /** The migrations folder as a release that had the first `count` migrations shipped it. */
@@ -33,11 +34,13 @@ function releaseWith(count: number): string {
 beforeAll(async () => {
   database = await createPostgresDatabase();
   database2 = await createPostgresDatabase();
+  database3 = await createPostgresDatabase();
 });
 afterAll(async () => {
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
   await database?.drop();
   await database2?.drop();
+  await database3?.drop();
 });
 
 const queuedSql = `select slug, status,
@@ -166,6 +169,53 @@ describe('upgrading a database of the previous release', () => {
       expect(await swept(6)).toEqual(['v2-degraded:degraded>offline']);
       expect(await swept(36)).toEqual(['v2-online:online>degraded']);
       expect(await swept(41)).toEqual(['v2-overdue:degraded>offline']);
+    } finally {
+      await handle.close();
+    }
+  });
+  it('from 0004: rows and their deadlines stay, no row is held, and the API reads them as before', async () => {
+    const client = new pg.Client({ connectionString: database3.url });
+    await client.connect();
+    await migrate(drizzle({ client }), { migrationsFolder: releaseWith(5) });
+    const now = new Date();
+    const at = (s: number) => new Date(now.getTime() + s * 1000).toISOString();
+    await client.query(
+      `insert into projects (slug, name, hub_url, mesh_namespace, status, last_heartbeat_at, reported_health, status_changed_at)
+       values ('v4-online', 'a', 'http://a', 'hub.a', 'online', $1, 'ok', $1),
+              ('v4-late', 'b', 'http://b', 'hub.b', 'online', $2, 'ok', $2)`,
+      [at(-10), at(-60)],
+    );
+    await client.query(
+      `insert into project_deadlines (due_at, project_ids)
+       select $1::timestamptz, array_agg(id) from projects where slug = 'v4-late'`,
+      [at(-15)],
+    );
+    await client.end();
+
+    const handle = await openDatabase({ databaseUrl: database3.url, dataDir: '' });
+    try {
+      await handle.migrate();
+      const check = new pg.Client({ connectionString: database3.url });
+      await check.connect();
+      expect((await check.query('select slug, status, held_until from projects order by slug')).rows).toEqual(
+        [
+          { slug: 'v4-late', status: 'online', held_until: null },
+          { slug: 'v4-online', status: 'online', held_until: null },
+        ],
+      );
+      expect(Number((await check.query('select count(*) from project_deadlines')).rows[0].count)).toBe(1);
+      await check.end();
+      const catalog = new CatalogService({
+        db: handle.db,
+        clock: new ManualClock(now.getTime()),
+        thresholds: { degradedAfterS: 45, offlineAfterS: 90 },
+        guard: { state: () => ({ heardSince: new Date(0), holdAll: false }) },
+      });
+      // Late past its degraded deadline, before any sweep: shown as the rule says.
+      expect((await catalog.getProject('v4-late')).status).toBe('degraded');
+      expect((await catalog.getProjects({ status: 'degraded' })).projects.map((p) => p.slug)).toEqual([
+        'v4-late',
+      ]);
     } finally {
       await handle.close();
     }

@@ -304,11 +304,45 @@ describe('deadlines', () => {
       expect((await replica.getProjects({ status: 'offline' })).projects).toEqual([]);
       expect(await replica.countByStatus()).toEqual({ online: 0, degraded: 1, offline: 0 });
     }
-    // The hold ends at the grace's end (80 s + 90 s): then it flips, once.
+    // The hold ends at the grace's end (80 s + 90 s): from then on every replica shows the rule, before
+    // any sweep, and the next sweep flips it, once.
+    clock.set(t0.getTime() + 170_200);
+    for (const replica of [long, started]) expect((await replica.getProject('held')).status).toBe('offline');
     clock.set(t0.getTime() + 170_500);
     expect(path([...(await long.sweepStatuses()), ...(await started.sweepStatuses())])).toEqual([
       'held:degraded>offline',
     ]);
+  });
+
+  it('a heartbeat that finds a row another replica holds stores no offline flip, only its own change', async () => {
+    const t0 = clock.now();
+    const long = catalogFor();
+    await long.writeHeartbeats([beat('held-beat', t0)], true);
+    clock.set(t0.getTime() + 50_000);
+    expect(path(await long.sweepStatuses())).toEqual(['held-beat:online>degraded']);
+    clock.set(t0.getTime() + 80_000);
+    const started = new CatalogService({
+      db: handle.db,
+      clock,
+      thresholds,
+      guard: { state: () => ({ heardSince: new Date(t0.getTime() + 80_000), holdAll: false }) },
+    });
+    clock.set(t0.getTime() + 91_000);
+    expect(path(await started.sweepStatuses())).toEqual([]);
+    const [held] = await query<{ held_until: Date | null }>(
+      handle.db,
+      sql`select held_until from projects where slug = 'held-beat'`,
+    );
+    expect(held?.held_until && new Date(held.held_until).getTime()).toBe(t0.getTime() + 170_000);
+    // The replica that has heard everything since t0 would call it offline; the hold says degraded.
+    clock.set(t0.getTime() + 100_000);
+    const written = await long.writeHeartbeats([beat('held-beat', new Date(t0.getTime() + 100_000))], true);
+    expect(path(written.transitions)).toEqual(['held-beat:degraded>online']);
+    const [after] = await query<{ held_until: Date | null }>(
+      handle.db,
+      sql`select held_until from projects where slug = 'held-beat'`,
+    );
+    expect(after?.held_until).toBeNull();
   });
 
   it('heartbeats write no indexed column of projects, so PostgreSQL keeps their updates HOT', async () => {

@@ -24,7 +24,8 @@ import {
   transitionReason,
 } from './status-rule.ts';
 
-export type ProjectRow = typeof projects.$inferSelect;
+/** A row of `projects` as the service reads it (`held_until` is the sweep's business, read in SQL only). */
+export type ProjectRow = Omit<typeof projects.$inferSelect, 'heldUntil'>;
 export type ProjectSource = 'config' | 'api' | 'heartbeat';
 
 /** A project as the API shows it: `status` is the status rule applied now, never a stale stored value. */
@@ -219,26 +220,24 @@ export class CatalogService {
 
   /**
    * A project's status as the API shows it, in SQL: the stored status, or the guarded rule for a row
-   * past its deadline whose deadline is due (queued in a due bucket, not yet claimed), so that an
-   * answer never contradicts the rule between sweeps. A row past its deadline but queued later
-   * is held by some replica's guard (its start-up grace, NATS down, a mass hold): it keeps its
-   * stored status on every replica, in every answer, until the hold ends. Only rows past their
-   * deadline (rare: a sweep's worth) look at the due buckets.
+   * past its deadline, so that an answer never contradicts the rule between sweeps. A row whose
+   * offline flip a sweep holds (some replica's start-up grace, NATS down, a mass hold) carries the
+   * end of the hold in `held_until`: until then it keeps its stored status on every replica, in
+   * every answer. Both are columns of the row, so the expression costs the same on every row.
    */
   statusSql(now: Date = this.#clock.now()): SQL<ProjectStatus> {
     const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
-    return sql`(case when ${deadlineSql(this.#thresholds)} < ${now.toISOString()}::timestamptz
-                      and id in ${this.dueIdsSql(now)} then ${guarded} else status end)` as SQL<ProjectStatus>;
+    const nowTs = sql`${now.toISOString()}::timestamptz`;
+    return sql`(case when ${deadlineSql(this.#thresholds)} < ${nowTs}
+                      and (held_until is null or held_until <= ${nowTs}) then ${guarded} else status end)` as SQL<ProjectStatus>;
   }
 
   /**
-   * `statusSql` for a row known to be among `dueIdsSql`'s (a read of the due rows uses it: the same
-   * answer without a second look at the queue, which also keeps the planner's estimates sane).
+   * `statusSql` for rows read through `dueIdsSql` (kept apart for callers that read due rows: since
+   * the hold moved into the row, it is the same expression).
    */
   dueStatusSql(now: Date = this.#clock.now()): SQL<ProjectStatus> {
-    const guarded = guardedStatusSql(now, this.#thresholds, this.#guard.state(now));
-    return sql`(case when ${deadlineSql(this.#thresholds)} < ${now.toISOString()}::timestamptz
-                      then ${guarded} else status end)` as SQL<ProjectStatus>;
+    return this.statusSql(now);
   }
 
   /**
@@ -261,7 +260,7 @@ export class CatalogService {
   }
 
   #selection(now: Date) {
-    const { status: _stored, ...columns } = getTableColumns(projects);
+    const { status: _stored, heldUntil: _held, ...columns } = getTableColumns(projects);
     return {
       ...columns,
       status: this.#statusExpr(now),
@@ -562,6 +561,8 @@ export class CatalogService {
     const claimBefore = new Date(now.getTime() - this.#claimGraceMs);
     const guard = this.#guard.state(now);
     const rule = guardedStatusSql(now, this.#thresholds, guard);
+    // The rule without the guards: where it differs from `rule`, a guard holds the row's offline flip.
+    const unguarded = guardedStatusSql(now, this.#thresholds, { heardSince: new Date(0), holdAll: false });
     const nowTs = sql`${now.toISOString()}::timestamptz`;
     const claimBeforeTs = sql`${claimBefore.toISOString()}::timestamptz`;
     // In a bucket already due for readers (ceil(now) < now + a bucket), taken by the next sweep.
@@ -594,12 +595,17 @@ export class CatalogService {
               -- raised since the last run, rows written by hand): both are claimed.
               select id from checked where deadline < ${claimBeforeTs} or better
             ), locked as (
-              select id, status as from_status, ${rule} as to_status,
+              select id, status as from_status, ${rule} as to_status, held_until as was_held_until,
+                     ${rule} <> ${unguarded} as held,
                      ${nextDueSql(rule, now, this.#thresholds, guard)} as next_due
               from projects where id in (select id from overdue) for update skip locked
             ), claimed as (
-              update projects p set status = l.to_status, status_changed_at = ${nowTs}
-              from locked l where p.id = l.id and l.to_status <> l.from_status
+              -- A held row keeps its status and records until when (its requeued deadline), for readers.
+              update projects p set status = l.to_status,
+                status_changed_at = case when l.to_status <> l.from_status then ${nowTs} else p.status_changed_at end,
+                held_until = case when l.held then l.next_due end
+              from locked l where p.id = l.id
+                and (l.to_status <> l.from_status or (case when l.held then l.next_due end) is distinct from l.was_held_until)
               returning p.id, p.slug, l.from_status, l.to_status, p.last_heartbeat_at, p.reported_health, p.interval_s
             ), requeued as (
               ${queueDeadlines(sql`select id, next_due from locked

@@ -100,7 +100,7 @@ export async function writeHeartbeats(
          from json_to_recordset(${json}::json) as h(slug text, received_at timestamptz, health text,
               version text, interval_s float8, name text, hub_url text, mesh_namespace text, tags jsonb))`;
   const assignments = sql`last_heartbeat_at = h.received_at, reported_health = h.health, version = h.version,
-      interval_s = h.interval_s, updated_at = h.received_at,
+      interval_s = h.interval_s, updated_at = h.received_at, held_until = null,
       -- Projects first seen in a heartbeat are owned by it: their address follows the heartbeat.
       hub_url = case when p.source = 'heartbeat' then coalesce(h.hub_url, p.hub_url) else p.hub_url end,
       mesh_namespace = case when p.source = 'heartbeat' then coalesce(h.mesh_namespace, p.mesh_namespace) else p.mesh_namespace end`;
@@ -223,7 +223,9 @@ export async function writeHeartbeats(
       sql`with h as ${recordset(jsonArray(changing))},
           cur as (
             select p.id, p.status, h.slug, p.last_heartbeat_at, p.reported_health, p.interval_s,
-                   ${guardedStatusSql(sql`h.received_at`, opts.thresholds, opts.guard, old)} as pending
+                   -- A row some replica's sweep holds keeps its status until the hold ends.
+                   case when p.held_until > h.received_at then p.status
+                        else ${guardedStatusSql(sql`h.received_at`, opts.thresholds, opts.guard, old)} end as pending
             from projects p join h on p.slug = h.slug where ${newer} for update of p
           ),
           upd as (

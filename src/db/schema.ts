@@ -41,6 +41,12 @@ export const projects = pgTable(
     /** True while projects.yaml lists the project. */
     configured: boolean('configured').notNull().default(false),
     statusChangedAt: tz('status_changed_at'),
+    /**
+     * Set by a sweep that holds the row's offline flip (a guard's start-up grace, NATS down, a
+     * mass-offline hold): until then every replica shows the stored status. Not indexed, and cleared
+     * by the next heartbeat, so heartbeat updates stay HOT.
+     */
+    heldUntil: tz('held_until'),
     /** A maintenance window: transitions before this time are stored with maintenance = true and not notified. */
     maintenanceUntil: tz('maintenance_until'),
     maintenanceReason: varchar('maintenance_reason', { length: 500 }),
