@@ -26,14 +26,15 @@ import {
 } from './bench-infra.ts';
 import { measureFlushCeiling } from './flush-ceiling.ts';
 import { slugOf } from './publisher-thread.ts';
-import type { ScalePublishJob, ScalePublishResult } from './scale-publisher.ts';
+import type { ScalePublishJob, ScalePublishProgress, ScalePublishResult } from './scale-publisher.ts';
 
 const USAGE = `npm run bench -- --scale [N] [options]
 
 One service process (federation serve on PostgreSQL and a nats-server of the bench's own) carrying N
-projects: registers them from a burst of first heartbeats, runs the seed's load (every project every
-30 s, publishers in processes of their own) while some projects fall silent, reads the API under it,
-then measures idle cost, the writer against a plain UPDATE and ingestion against NATS receive alone.
+projects: a fleet that starts at once (a burst of first heartbeats) and keeps beating every 30 s
+(publishers in processes of their own); once all are registered, the load is measured for at least
+60 s while some projects fall silent and the API is read under it; then idle cost, the writer
+against a plain UPDATE and ingestion against NATS receive alone.
 Progress on stderr; the last line on stdout is one JSON object.
 
   N                    projects (default 1000000)
@@ -108,15 +109,27 @@ class CpuMeter {
   }
 }
 
-function runScalePublisher(job: ScalePublishJob): { done: Promise<ScalePublishResult>; child: ChildProcess } {
+interface ScalePublisher {
+  done: Promise<ScalePublishResult>;
+  child: ChildProcess;
+  /** The latest progress it reported (every second). */
+  progress(): ScalePublishProgress | undefined;
+  stop(): void;
+}
+
+function runScalePublisher(job: ScalePublishJob): ScalePublisher {
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', fileURLToPath(new URL('./scale-publisher.ts', import.meta.url)), JSON.stringify(job)],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] },
   );
   let out = '';
+  let last: ScalePublishProgress | undefined;
   child.stdout?.on('data', (d: Buffer) => {
     out += d.toString();
+  });
+  child.on('message', (m) => {
+    last = m as ScalePublishProgress;
   });
   const done = new Promise<ScalePublishResult>((resolve, reject) => {
     child.on('exit', (code) =>
@@ -125,7 +138,20 @@ function runScalePublisher(job: ScalePublishJob): { done: Promise<ScalePublishRe
         : reject(new Error(`publisher exited ${code}`)),
     );
   });
-  return { done, child };
+  return {
+    done,
+    child,
+    progress: () => last,
+    stop: () => {
+      if (child.connected) child.send('stop');
+    },
+  };
+}
+
+/** Heartbeats per second a publisher offered between two of its progress reports. */
+function offeredRate(a: ScalePublishProgress | undefined, b: ScalePublishProgress | undefined): number {
+  if (!a || !b || b.at <= a.at) return 0;
+  return ((b.published - a.published) * 1000) / (b.at - a.at);
 }
 
 function slices(from: number, to: number, parts: number): Array<[number, number]> {
@@ -253,10 +279,35 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       );
     }
     const total = o.projects + PROBES;
-    const burst = slices(0, o.projects, o.publishers).map(([from, to]) =>
-      runScalePublisher({ natsUrl: nats.url, prefix: PREFIX, from, to, mode: 'burst', version: 'b0' }),
+    // The fleet starts at once and keeps beating: each publisher sends its slice's first heartbeats as
+    // fast as NATS takes them, then beats every 30 s from there on, so the load begins while the fleet
+    // is still being registered and no project waits for the last one to be registered before its
+    // second heartbeat. The first `silent` projects beat every 10 s (announcing it) and fall silent
+    // during the load.
+    const victims = new Set(Array.from({ length: o.silent }, (_, i) => slugOf(PREFIX, i)));
+    const victimPub = runScalePublisher({
+      natsUrl: nats.url,
+      prefix: PREFIX,
+      from: 0,
+      to: o.silent,
+      mode: 'fleet',
+      intervalS: VICTIM_INTERVAL_S,
+      announce: true,
+      version: 'v',
+    });
+    const fleet = slices(o.silent, o.projects, o.publishers).map(([from, to]) =>
+      runScalePublisher({
+        natsUrl: nats.url,
+        prefix: PREFIX,
+        from,
+        to,
+        mode: 'fleet',
+        intervalS: 30,
+        version: 'f',
+      }),
     );
-    publishers.push(...burst.map((b) => b.child));
+    const allPublishers = [victimPub, ...fleet];
+    publishers.push(...allPublishers.map((b) => b.child));
     const countRegistered = async () =>
       Number(
         (
@@ -279,9 +330,14 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       900_000,
       200,
     );
-    const burstResults = await Promise.all(burst.map((b) => b.done));
-    const firstPublish = Math.min(...burstResults.map((r) => r.startedAt));
-    const lastPublish = Math.max(...burstResults.map((r) => r.finishedAt));
+    await until(
+      async () => allPublishers.every((p) => p.progress()?.burstFinishedAt !== undefined),
+      'the publishers to report their bursts',
+      60_000,
+      100,
+    );
+    const firstPublish = Math.min(...allPublishers.map((p) => p.progress()?.startedAt ?? Date.now()));
+    const lastPublish = Math.max(...allPublishers.map((p) => p.progress()?.burstFinishedAt ?? 0));
     const registerS = round1((registeredAt - firstPublish) / 1000);
     const registerMetrics = await scrape();
     const registerDropped = metricValue(registerMetrics, 'federation_heartbeats_rejected_total');
@@ -289,39 +345,27 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       reason: 'buffer_full',
     });
     log(
-      `  registration: ${o.projects} first heartbeats published in ${round1((lastPublish - firstPublish) / 1000)} s, all registered ${registerS} s after the first (${round1((registeredAt - lastPublish) / 1000)} s after the last); dropped ${registerDropped} (buffer_full ${registerBufferFull}); load average ${loadavgNow().join(' ')}`,
+      `  registration: ${o.projects} first heartbeats published in ${round1((lastPublish - firstPublish) / 1000)} s, all registered ${registerS} s after the first (${round1((registeredAt - lastPublish) / 1000)} s after the last), while the fleet kept beating; dropped ${registerDropped} (buffer_full ${registerBufferFull}); load average ${loadavgNow().join(' ')}`,
     );
 
-    // 2. The seed's load: every project every 30 s, while `silent` projects stop.
-    const victims = new Set(Array.from({ length: o.silent }, (_, i) => slugOf(PREFIX, i)));
+    // 2. The seed's load, measured from here: every project every 30 s, while `silent` projects stop.
     const loadStart = Date.now();
     // Their offline deadline must fall after the service's start-up grace (one offline threshold).
     const silenceAt = Math.max(loadStart + 15_000, serviceStart + 75_000);
     const loadEnd = Math.max(loadStart + o.loadS * 1000, silenceAt + (3 * VICTIM_INTERVAL_S + 12) * 1000);
-    const steady = slices(o.silent, o.projects, o.publishers).map(([from, to]) =>
-      runScalePublisher({
-        natsUrl: nats.url,
-        prefix: PREFIX,
-        from,
-        to,
-        mode: 'steady',
-        intervalS: 30,
-        untilMs: loadEnd,
-        version: 's',
-      }),
-    );
-    const victimPub = runScalePublisher({
-      natsUrl: nats.url,
-      prefix: PREFIX,
-      from: 0,
-      to: o.silent,
-      mode: 'steady',
-      intervalS: VICTIM_INTERVAL_S,
-      announce: true,
-      untilMs: silenceAt,
-      version: 'v',
-    });
-    publishers.push(...steady.map((s) => s.child), victimPub.child);
+    const progressAtStart = allPublishers.map((p) => p.progress());
+    const victimsSilenced = (async () => {
+      await sleep(silenceAt - Date.now());
+      const p = victimPub.progress();
+      victimPub.stop();
+      return p;
+    })();
+    const fleetStopped = (async () => {
+      await sleep(loadEnd - Date.now());
+      const ps = fleet.map((p) => p.progress());
+      for (const p of fleet) p.stop();
+      return ps;
+    })();
     const m0 = await scrape();
     const written0 = metricValue(m0, 'federation_heartbeats_written_total');
     const windows: number[] = [];
@@ -432,21 +476,19 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
         complete: !cut,
       };
     })();
-    const [steadyResults, victimResult, full] = await Promise.all([
-      Promise.all(steady.map((s) => s.done)),
-      victimPub.done,
-      fullList,
-      ...probeLoops,
-      readLoop,
-      windowLoop,
-    ]);
+    const [victimAtSilence, fleetAtEnd] = await Promise.all([victimsSilenced, fleetStopped, ...probeLoops]);
     const loadS = (Date.now() - loadStart) / 1000;
     const serviceCpuPct = await serviceCpu.pct();
     const postgresCpuPct = await pgCpu.pct();
-    await sleep(1000);
     const written = metricValue(await scrape(), 'federation_heartbeats_written_total') - written0;
-    const offered = steadyResults.reduce((s, r) => s + r.published, 0) + victimResult.published;
-    const offeredPerS = round1(offered / loadS);
+    const [full] = await Promise.all([fullList, readLoop, windowLoop, ...allPublishers.map((p) => p.done)]);
+    // What the publishers sent per second while the load was measured (each from its own reports),
+    // against what the service wrote in the same window.
+    const offeredPerS = round1(
+      offeredRate(progressAtStart[0], victimAtSilence) +
+        fleet.reduce((sum, _, i) => sum + offeredRate(progressAtStart[i + 1], fleetAtEnd[i]), 0),
+    );
+    const offered = Math.round(offeredPerS * loadS);
     const ingestedPerS = round1(written / loadS);
     log(
       `  load: ${offered} heartbeats offered in ${round1(loadS)} s (${offeredPerS}/s), ${written} written (${ingestedPerS}/s; 5 s windows min ${Math.min(...windows)}, max ${Math.max(...windows)}); service CPU ${serviceCpuPct} %, PostgreSQL CPU ${postgresCpuPct} % of one core; load average ${loadavgNow().join(' ')}`,

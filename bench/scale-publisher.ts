@@ -4,8 +4,12 @@
  *
  *   burst:  every project of the slice publishes once, as fast as NATS takes it (a fleet starting at once)
  *   steady: every project beats every `intervalS` seconds, spread evenly, until `untilMs`
+ *   fleet:  a burst, then steady beats right after it, until told to stop: each project's second
+ *           heartbeat comes at most one interval after its first, as a fleet that starts at once and
+ *           keeps beating does (the load begins while the fleet is still being registered)
  *
- * The job comes as JSON in argv[2]; the result is printed as one JSON line on stdout.
+ * The job comes as JSON in argv[2]; the result is printed as one JSON line on stdout. Started with an
+ * IPC channel, it reports `{ published, at }` every second and stops on the message `"stop"`.
  */
 import { connect } from '@nats-io/transport-node';
 
@@ -14,11 +18,11 @@ export interface ScalePublishJob {
   prefix: string;
   from: number;
   to: number;
-  mode: 'burst' | 'steady';
+  mode: 'burst' | 'steady' | 'fleet';
   /** steady: seconds between two heartbeats of one project (also sent as interval_s when `announce`). */
   intervalS?: number;
   announce?: boolean;
-  /** steady: stop at this epoch millisecond. */
+  /** steady: stop at this epoch millisecond (fleet: only on "stop"). */
   untilMs?: number;
   version: string;
 }
@@ -27,6 +31,16 @@ export interface ScalePublishResult {
   published: number;
   startedAt: number;
   finishedAt: number;
+  /** fleet: when its burst (every project's first heartbeat) was out. */
+  burstFinishedAt?: number;
+}
+
+/** What a publisher started with IPC reports every second. */
+export interface ScalePublishProgress {
+  published: number;
+  at: number;
+  startedAt: number;
+  burstFinishedAt?: number;
 }
 
 /** The same names as publisher-thread's slugOf, so every phase beats the same projects. */
@@ -44,8 +58,16 @@ async function run(job: ScalePublishJob): Promise<ScalePublishResult> {
     return `{"project_slug":"${slug}","hub_url":"http://${slug}.bench.invalid:8000","mesh_namespace":"hub.${slug}","tags":["bench","g${(job.from + i) % 50}"],"timestamp":"${ts}","version":"${job.version}"${extra}}`;
   };
   let published = 0;
+  let burstFinishedAt: number | undefined;
+  let stopped = false;
+  process.on('message', (m) => {
+    if (m === 'stop') stopped = true;
+  });
   const startedAt = Date.now();
-  if (job.mode === 'burst') {
+  const progress = setInterval(() => {
+    process.send?.({ published, at: Date.now(), startedAt, burstFinishedAt } satisfies ScalePublishProgress);
+  }, 1000);
+  if (job.mode === 'burst' || job.mode === 'fleet') {
     let ts = new Date().toISOString();
     for (let i = 0; i < size; i++) {
       nc.publish(subject(i), payload(i, ts));
@@ -55,23 +77,29 @@ async function run(job: ScalePublishJob): Promise<ScalePublishResult> {
         await new Promise((resolve) => setImmediate(resolve));
       }
     }
-  } else {
+    burstFinishedAt = Date.now();
+  }
+  if (job.mode === 'steady' || job.mode === 'fleet') {
     const rate = size / (job.intervalS ?? 30); // per second
-    const until = job.untilMs ?? startedAt + 60_000;
-    while (Date.now() < until) {
-      const due = Math.floor(((Date.now() - startedAt) / 1000) * rate);
+    const from = Date.now();
+    const until = job.mode === 'fleet' ? Number.POSITIVE_INFINITY : (job.untilMs ?? from + 60_000);
+    let beats = 0;
+    while (!stopped && Date.now() < until) {
+      const due = Math.floor(((Date.now() - from) / 1000) * rate);
       const ts = new Date().toISOString();
-      while (published < due) {
-        nc.publish(subject(published % size), payload(published % size, ts));
+      while (beats < due) {
+        nc.publish(subject(beats % size), payload(beats % size, ts));
+        beats++;
         published++;
       }
       await new Promise((resolve) => setTimeout(resolve, TICK_MS));
     }
   }
+  clearInterval(progress);
   await nc.flush();
   const finishedAt = Date.now();
   await nc.drain();
-  return { published, startedAt, finishedAt };
+  return { published, startedAt, finishedAt, burstFinishedAt };
 }
 
 const arg = process.argv[2];
@@ -79,6 +107,7 @@ if (arg) {
   run(JSON.parse(arg) as ScalePublishJob).then(
     (result) => {
       process.stdout.write(`${JSON.stringify(result)}\n`);
+      process.disconnect?.();
     },
     (err: unknown) => {
       process.stderr.write(`scale-publisher: ${(err as Error).message}\n`);
