@@ -197,6 +197,19 @@ describe('deadlines', () => {
     expect(await catalog.countByStatus()).toEqual({ online: 200, degraded: 0, offline: 0 });
   });
 
+  it('claims no deadline later than the moment the sweeper began flushing its writer', async () => {
+    const t0 = clock.now();
+    const catalog = catalogFor();
+    await catalog.writeHeartbeats([beat('flushing', t0)], true);
+    // Its degraded deadline (45 s) passed while the sweeper's flush, begun at 44 s, was still writing:
+    // a heartbeat received meanwhile may be in the buffer, so this sweep leaves it.
+    clock.set(t0.getTime() + 60_000);
+    expect(await catalog.sweepStatuses({ heardBefore: new Date(t0.getTime() + 44_000) })).toEqual([]);
+    expect(path(await catalog.sweepStatuses({ heardBefore: new Date(t0.getTime() + 59_000) }))).toEqual([
+      'flushing:online>degraded',
+    ]);
+  });
+
   it('two replicas sweeping together claim each transition exactly once', async () => {
     const a = catalogFor();
     const b = catalogFor();

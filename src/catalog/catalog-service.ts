@@ -321,9 +321,11 @@ export class CatalogService {
   async writeHeartbeats(
     rows: readonly SerializedHeartbeat[],
     autoRegister: boolean,
+    opts: { unregistered?: boolean } = {},
   ): Promise<HeartbeatWriteResult> {
     const result = await writeHeartbeats(this.#db, rows, {
       autoRegister,
+      unregistered: opts.unregistered,
       now: this.#clock.now(),
       thresholds: this.#thresholds,
       guard: this.#guard.state(this.#clock.now()),
@@ -545,10 +547,10 @@ export class CatalogService {
    * latest row to disagree with the rule, so each transition is claimed exactly once however many
    * replicas sweep. What is not due is never read.
    */
-  async sweepStatuses(): Promise<Transition[]> {
+  async sweepStatuses(opts: { heardBefore?: Date } = {}): Promise<Transition[]> {
     const all: Transition[] = [];
     for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-      const { transitions, buckets } = await this.#sweepBatch();
+      const { transitions, buckets } = await this.#sweepBatch(opts.heardBefore);
       if (transitions.length > 0) this.#notifyCommitted();
       all.push(...transitions);
       if (buckets < SWEEP_BATCH_BUCKETS) break;
@@ -556,9 +558,16 @@ export class CatalogService {
     return all;
   }
 
-  async #sweepBatch(): Promise<{ transitions: Transition[]; buckets: number }> {
+  /**
+   * `heardBefore`: every heartbeat this replica received before it is written (the sweeper flushed
+   * its writer): no deadline later than that is claimed, so one still in the buffer behind a long
+   * write never makes a false pair of transitions.
+   */
+  async #sweepBatch(heardBefore?: Date): Promise<{ transitions: Transition[]; buckets: number }> {
     const now = this.#clock.now();
-    const claimBefore = new Date(now.getTime() - this.#claimGraceMs);
+    const claimBefore = new Date(
+      Math.min(now.getTime() - this.#claimGraceMs, heardBefore?.getTime() ?? Number.POSITIVE_INFINITY),
+    );
     const guard = this.#guard.state(now);
     const rule = guardedStatusSql(now, this.#thresholds, guard);
     // The rule without the guards: where it differs from `rule`, a guard holds the row's offline flip.

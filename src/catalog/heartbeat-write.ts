@@ -85,6 +85,11 @@ export async function writeHeartbeats(
     thresholds: Thresholds;
     guard: GuardState;
     onStored?: TransitionsStoredHook;
+    /**
+     * The batch was just found unregistered: go straight to registering it (step 2), without the
+     * UPDATE of step 1. Any that meanwhile exist still take step 3.
+     */
+    unregistered?: boolean;
   },
 ): Promise<HeartbeatWriteResult> {
   const result: HeartbeatWriteResult = {
@@ -132,9 +137,11 @@ export async function writeHeartbeats(
     : sql`ins as (select null::int as id, null::text as slug, null::text as status, null::timestamptz as last_heartbeat_at where false)`;
 
   // The common case, alone: no probe of the slug index for new projects unless a row was not updated.
-  const missed = await query<{ slug: string }>(
-    db,
-    sql`with h as ${recordset(jsonArray(rows))},
+  const missed = opts.unregistered
+    ? rows.map(([slug]) => ({ slug }))
+    : await query<{ slug: string }>(
+        db,
+        sql`with h as ${recordset(jsonArray(rows))},
         upd as (
           update projects p set ${assignments}
           from h where p.slug = h.slug and ${newer} and p.status = h.new_status and ${onTime}
@@ -142,7 +149,7 @@ export async function writeHeartbeats(
         ),
         upd_due as (${queueDeadlines(sql`select id, due from upd`)})
         select h.slug from h where not exists (select 1 from upd where upd.slug = h.slug)`,
-  );
+      );
   if (missed.length === 0) return result;
   const missedSlugs = new Set(missed.map((m) => m.slug));
   const findExceptions = async (tx: Database) => {

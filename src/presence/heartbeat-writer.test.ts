@@ -123,10 +123,11 @@ describe('HeartbeatWriter', () => {
     expect(writer.pending).toBe(3);
     let before = state.statements;
     await writer.flush();
-    // The update finds none of them, so the new projects are inserted by a second statement.
-    expect(state.statements - before).toBe(2);
+    // The update finds none of them and a second statement finds them unregistered; their own batch
+    // then registers them in one statement.
+    expect(state.statements - before).toBe(3);
     expect(writer.pending).toBe(0);
-    expect(await counter('federation_heartbeat_flushes_total', { result: 'ok' })).toBe(1);
+    expect(await counter('federation_heartbeat_flushes_total', { result: 'ok' })).toBe(2);
     expect(await counter('federation_heartbeats_written_total')).toBe(3);
     expect(await row(slugs[2] as string)).toMatchObject({
       version: 'v299',
@@ -358,6 +359,40 @@ describe('HeartbeatWriter', () => {
 });
 
 describe('HeartbeatWriter fairness', () => {
+  it('writes registered projects first: a fleet still to be registered never holds their heartbeats back', async () => {
+    const { writer, clock } = makeWriter({ maxBatchRows: 2 });
+    const known = [slugOf('known'), slugOf('known')];
+    for (const s of known) writer.enqueue(hb(s, { version: 'k0' }), clock.now());
+    await writer.flush();
+    const fleet = Array.from({ length: 8 }, () => slugOf('fleet'));
+    clock.advance(10);
+    for (const s of fleet) writer.enqueue(hb(s), clock.now());
+    for (const s of known) writer.enqueue(hb(s, { version: 'k1' }), clock.now());
+    // What a sweep waits for: the registered projects' heartbeats, not the fleet's registration.
+    await writer.flushRegistered();
+    const versions = await query<{ slug: string; version: string }>(
+      handle.db,
+      sql`select slug, version from projects where slug = any(${sql.param([...known, ...fleet])}::text[]) order by slug`,
+    );
+    expect(versions).toEqual(
+      known.map((slug) => ({ slug, version: 'k1' })).sort((a, b) => (a.slug < b.slug ? -1 : 1)),
+    );
+    expect(writer.unregistered).toBe(8);
+    expect(writer.pending).toBe(8);
+    // A newer heartbeat of a project waiting for registration replaces the one it holds.
+    clock.advance(10);
+    writer.enqueue(hb(fleet[0] as string, { version: 'f1' }), clock.now());
+    expect(writer.pending).toBe(8);
+    await writer.flush();
+    expect(writer.pending).toBe(0);
+    const registered = await query<{ slug: string; version: string | null }>(
+      handle.db,
+      sql`select slug, version from projects where slug = any(${sql.param(fleet)}::text[])`,
+    );
+    expect(registered).toHaveLength(8);
+    expect(registered.find((r) => r.slug === fleet[0])?.version).toBe('f1');
+  });
+
   it('writes every project in turn even when the first batch beats again during each write', async () => {
     // Batches of 2 over 6 projects, and the two at the front beat again while every write is under
     // way, as a fleet beating faster than one batch writes would.

@@ -109,7 +109,16 @@ export class HeartbeatWriter {
   readonly #o: Required<Omit<HeartbeatWriterOptions, 'integrationSinks'>> & {
     integrationSinks: readonly IntegrationsSink[];
   };
+  /** Heartbeats of projects not yet found unknown: written by the next batches, oldest first. */
   readonly #pending = new Map<string, PendingHeartbeat>();
+  /**
+   * Heartbeats of projects a batch found unregistered (auto-registration on): registered one batch
+   * at a time between rounds of `#pending`, so that a fleet registering at once never holds back the
+   * heartbeats of projects already registered (whose deadlines run), only its own registration.
+   */
+  readonly #unregistered = new Map<string, PendingHeartbeat>();
+  /** Batches of `#pending` left in this round before a registration batch takes its turn. */
+  #knownBatchesLeft = 0;
   readonly #handedOver = new Map<string, { key: string; at: number }>();
   /** Sum of the pending entries' bytes. */
   #bytes = 0;
@@ -132,7 +141,12 @@ export class HeartbeatWriter {
 
   /** Projects with a heartbeat not yet written. */
   get pending(): number {
-    return this.#pending.size;
+    return this.#pending.size + this.#unregistered.size;
+  }
+
+  /** Of `pending`, the projects found unregistered and waiting for their registration batch. */
+  get unregistered(): number {
+    return this.#unregistered.size;
   }
 
   /** Approximate bytes of the heartbeats not yet written. */
@@ -153,25 +167,22 @@ export class HeartbeatWriter {
    */
   enqueue(heartbeat: Heartbeat, receivedAt: Date, bytes: number = estimateBytes(heartbeat)): boolean {
     const slug = heartbeat.project_slug;
-    const current = this.#pending.get(slug);
+    const queue = this.#unregistered.has(slug) ? this.#unregistered : this.#pending;
+    const current = queue.get(slug);
     if (current) {
       if (current.receivedAtMs <= receivedAt.getTime()) {
-        this.#pending.set(slug, pendingOf(heartbeat, receivedAt, bytes));
+        queue.set(slug, pendingOf(heartbeat, receivedAt, bytes));
         this.#bytes += bytes - current.bytes;
       }
       return true;
     }
-    if (
-      this.#closed ||
-      this.#pending.size >= this.#o.bufferMax ||
-      this.#bytes + bytes > this.#o.bufferMaxBytes
-    ) {
+    if (this.#closed || this.pending >= this.#o.bufferMax || this.#bytes + bytes > this.#o.bufferMaxBytes) {
       this.#o.rejections.reject(
         'buffer_full',
-        { slug, pending: this.#pending.size, pending_bytes: this.#bytes },
+        { slug, pending: this.pending, pending_bytes: this.#bytes },
         this.#closed
           ? 'the writer is shut down'
-          : this.#pending.size >= this.#o.bufferMax
+          : this.pending >= this.#o.bufferMax
             ? `the heartbeat buffer is full (${this.#o.bufferMax} projects waiting)`
             : `the heartbeat buffer is full (${this.#bytes} of ${this.#o.bufferMaxBytes} bytes waiting)`,
       );
@@ -187,8 +198,19 @@ export class HeartbeatWriter {
   flush(): Promise<void> {
     return this.#exclusive(async () => {
       // Bounded, so that a steady inflow cannot keep a caller waiting forever.
+      let rounds = 2 * Math.ceil(this.pending / this.#o.maxBatchRows) + 2;
+      while (this.pending > 0 && rounds-- > 0) await this.#writeNext();
+    });
+  }
+
+  /**
+   * Writes the heartbeats of registered projects now (what a sweep must see before it judges anyone
+   * silent), leaving projects still to be registered to their batches: they have no deadline yet.
+   */
+  flushRegistered(): Promise<void> {
+    return this.#exclusive(async () => {
       let rounds = Math.ceil(this.#pending.size / this.#o.maxBatchRows) + 1;
-      while (this.#pending.size > 0 && rounds-- > 0) await this.#writeNext();
+      while (this.#pending.size > 0 && rounds-- > 0) await this.#writeBatch(this.#pending, false);
     });
   }
 
@@ -205,7 +227,7 @@ export class HeartbeatWriter {
       } catch (err) {
         if (Date.now() + delay > deadline) {
           this.#o.log.error(
-            { err, lost: this.#pending.size },
+            { err, lost: this.pending },
             'could not write pending heartbeats before shutdown',
           );
           return;
@@ -217,11 +239,10 @@ export class HeartbeatWriter {
   }
 
   health(): CheckResult {
-    if (this.#failures === 0)
-      return { status: 'ok', pending: this.#pending.size, pending_bytes: this.#bytes };
+    if (this.#failures === 0) return { status: 'ok', pending: this.pending, pending_bytes: this.#bytes };
     return {
       status: 'degraded',
-      pending: this.#pending.size,
+      pending: this.pending,
       pending_bytes: this.#bytes,
       failing_since: this.#failingSince?.toISOString(),
       last_error: this.#lastError,
@@ -254,10 +275,10 @@ export class HeartbeatWriter {
   async #backgroundFlush(): Promise<void> {
     try {
       await this.#exclusive(() => this.#writeNext());
-      if (this.#pending.size > 0) this.#schedule(0);
+      if (this.pending > 0) this.#schedule(0);
     } catch {
       // #writeNext recorded the failure; try again later with what is pending.
-      if (this.#pending.size > 0) this.#schedule(this.#retryDelay());
+      if (this.pending > 0) this.#schedule(this.#retryDelay());
     }
   }
 
@@ -267,14 +288,33 @@ export class HeartbeatWriter {
     return run;
   }
 
-  /** One statement for up to maxBatchRows pending heartbeats, sorted by slug for a stable lock order. */
+  /**
+   * The next batch: in rounds, every batch of registered projects' heartbeats pending when the round
+   * began, then one batch of registrations. A registered project's heartbeat so waits at most one
+   * registration batch, however many projects are still to be registered.
+   */
   async #writeNext(): Promise<void> {
+    if (this.#pending.size > 0 && (this.#knownBatchesLeft > 0 || this.#unregistered.size === 0)) {
+      this.#knownBatchesLeft = Math.max(0, this.#knownBatchesLeft - 1);
+      return this.#writeBatch(this.#pending, false);
+    }
+    this.#knownBatchesLeft = Math.ceil(this.#pending.size / this.#o.maxBatchRows);
+    if (this.#unregistered.size > 0) return this.#writeBatch(this.#unregistered, true);
+    return this.#writeBatch(this.#pending, false);
+  }
+
+  /**
+   * One statement for up to maxBatchRows heartbeats of `queue`, sorted by slug for a stable lock
+   * order. `register`: the batch registers the projects it does not find (the `#unregistered` queue);
+   * otherwise those move to `#unregistered` when auto-registration is on.
+   */
+  async #writeBatch(queue: Map<string, PendingHeartbeat>, register: boolean): Promise<void> {
     // Set here, at every write attempt (successful or not), rather than once per received heartbeat.
-    this.#o.metrics.pending.set(this.#pending.size);
+    this.#o.metrics.pending.set(this.pending);
     this.#o.metrics.pendingBytes.set(this.#bytes);
-    if (this.#pending.size === 0) return;
+    if (queue.size === 0) return;
     const batch: Batch = [];
-    for (const entry of this.#pending) {
+    for (const entry of queue) {
       batch.push(entry);
       if (batch.length >= this.#o.maxBatchRows) break;
     }
@@ -283,13 +323,13 @@ export class HeartbeatWriter {
     let rows: WrittenRow[];
     let refused: Refused[];
     try {
-      ({ rows, refused } = await this.#writeIsolatingRefused(batch));
+      ({ rows, refused } = await this.#writeIsolatingRefused(batch, register));
     } catch (err) {
       this.#o.metrics.flushes.inc({ result: 'error' });
       if (this.#failures === 0) {
         this.#failingSince = this.#o.clock.now();
         this.#o.log.warn(
-          { err, pending: this.#pending.size },
+          { err, pending: this.pending },
           'heartbeat write failed; keeping the latest per project and retrying',
         );
       }
@@ -300,24 +340,34 @@ export class HeartbeatWriter {
       stopTimer();
     }
     if (this.#failures > 0) {
-      this.#o.log.info({ pending: this.#pending.size }, 'heartbeat writes recovered');
+      this.#o.log.info({ pending: this.pending }, 'heartbeat writes recovered');
     }
     this.#failures = 0;
     this.#failingSince = undefined;
     this.#lastError = undefined;
     this.#o.metrics.flushes.inc({ result: 'ok' });
 
+    const unregistered = new Set<string>();
+    if (!register && this.#o.autoRegister) {
+      for (const r of rows) if (!r.known) unregistered.add(r.slug);
+    }
     for (const [slug, entry] of batch) {
-      const current = this.#pending.get(slug);
-      if (current === entry) {
-        this.#pending.delete(slug);
+      const current = queue.get(slug);
+      if (unregistered.has(slug)) {
+        // Not registered yet: its latest heartbeat waits for a registration batch.
+        if (current) {
+          queue.delete(slug);
+          this.#unregistered.set(slug, current);
+        }
+      } else if (current === entry) {
+        queue.delete(slug);
         this.#bytes -= entry.bytes;
       } else if (current) {
         // A newer heartbeat arrived during the write: it waits behind the projects not yet written,
         // or a fleet refreshing faster than one batch writes would keep the same batch at the front
         // and starve every project after it (they would turn offline while beating).
-        this.#pending.delete(slug);
-        this.#pending.set(slug, current);
+        queue.delete(slug);
+        queue.set(slug, current);
       }
     }
     // Left the buffer with the rest of the batch: retrying them could only fail again and hold every
@@ -329,7 +379,7 @@ export class HeartbeatWriter {
         `the database refused the heartbeat of ${slug}: ${why.message}`,
       );
     }
-    this.#o.metrics.pending.set(this.#pending.size);
+    this.#o.metrics.pending.set(this.pending);
     this.#o.metrics.pendingBytes.set(this.#bytes);
 
     const bySlug = new Map(batch);
@@ -340,7 +390,7 @@ export class HeartbeatWriter {
       const entry = bySlug.get(r.slug);
       if (!entry) continue;
       if (r.written) written.push([r.slug, entry]);
-      else if (!r.known) unknown.push(r.slug);
+      else if (!r.known && !unregistered.has(r.slug)) unknown.push(r.slug);
       if (r.inserted) inserted += 1;
     }
     this.#o.metrics.written.inc(written.length);
@@ -364,24 +414,27 @@ export class HeartbeatWriter {
    * down to the single rows it refuses, so that one heartbeat that slipped past the checks costs a few
    * statements and its own write, not every write after it. Any other failure is thrown, to be retried.
    */
-  async #writeIsolatingRefused(batch: Batch): Promise<{ rows: WrittenRow[]; refused: Refused[] }> {
+  async #writeIsolatingRefused(
+    batch: Batch,
+    register: boolean,
+  ): Promise<{ rows: WrittenRow[]; refused: Refused[] }> {
     try {
-      return { rows: await this.#write(batch), refused: [] };
+      return { rows: await this.#write(batch, register), refused: [] };
     } catch (err) {
       const why = dataError(err);
       if (!why) throw err;
       const [only] = batch;
       if (batch.length === 1 && only) return { rows: [], refused: [[only[0], why]] };
       const half = Math.ceil(batch.length / 2);
-      const first = await this.#writeIsolatingRefused(batch.slice(0, half));
-      const second = await this.#writeIsolatingRefused(batch.slice(half));
+      const first = await this.#writeIsolatingRefused(batch.slice(0, half), register);
+      const second = await this.#writeIsolatingRefused(batch.slice(half), register);
       return { rows: [...first.rows, ...second.rows], refused: [...first.refused, ...second.refused] };
     }
   }
 
-  async #write(batch: Batch): Promise<WrittenRow[]> {
+  async #write(batch: Batch, register: boolean): Promise<WrittenRow[]> {
     const rows = batch.map(([slug, e]) => [slug, e.json] as const);
-    const result = await this.#o.catalog.writeHeartbeats(rows, this.#o.autoRegister);
+    const result = await this.#o.catalog.writeHeartbeats(rows, register, { unregistered: register });
     return batch.map(([slug]) => ({
       slug,
       written: !result.notWritten.has(slug),

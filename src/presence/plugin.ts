@@ -79,7 +79,8 @@ export const presencePlugin = fp(
       intervalMs: config.sweepIntervalS * 1000,
       // Heartbeats this instance received but has not written yet must count before anything is
       // judged silent; a failed flush keeps them pending and the sweep goes on with what is stored.
-      beforeSweep: () => writer.flush().catch(() => {}),
+      // Projects still waiting to be registered have no deadline yet: their batches are not waited for.
+      beforeSweep: () => writer.flushRegistered().catch(() => {}),
       onTransitions: (transitions) => relay.publish(transitions),
     });
     const streams = new EventStreams(app.feed, { maxClients: config.sseMaxClients });

@@ -76,6 +76,9 @@ export class StatusSweeper {
 
   /** One sweep: returns the transitions this instance claimed. */
   async sweepOnce(): Promise<Transition[]> {
+    // Every heartbeat received before this moment is written once beforeSweep is done; one received
+    // later may still be waiting behind a long write, so no deadline after it is claimed this sweep.
+    const flushedFrom = this.#o.clock.now();
     await this.#o.beforeSweep?.();
     // The mass-offline guard looks at most once an interval: under load the sweeper wakes at every
     // deadline bucket, and the guard counts a whole threshold of flips anyway.
@@ -93,7 +96,7 @@ export class StatusSweeper {
       const hold = await this.#o.catalog.currentMassHold?.();
       if (hold && hold.until > this.#o.clock.now()) this.#o.guard.adopt(hold, this.#o.clock.now());
     }
-    const transitions = await this.#o.catalog.sweepStatuses();
+    const transitions = await this.#o.catalog.sweepStatuses({ heardBefore: flushedFrom });
     this.#lastSweepAt = this.#o.clock.now();
     for (const t of transitions) this.#o.metrics?.transitions.inc({ to: t.to });
     if (transitions.length > 0) await this.#o.onTransitions?.(transitions);
