@@ -31,10 +31,11 @@ import type { ScalePublishJob, ScalePublishProgress, ScalePublishResult } from '
 const USAGE = `npm run bench -- --scale [N] [options]
 
 One service process (federation serve on PostgreSQL and a nats-server of the bench's own) carrying N
-projects: a fleet that starts at once (a burst of first heartbeats) and keeps beating every 30 s
-(publishers in processes of their own); once all are registered, the load is measured for at least
-60 s while some projects fall silent and the API is read under it; then idle cost, the writer
-against a plain UPDATE and ingestion against NATS receive alone.
+projects: registers them from a burst of first heartbeats (a fleet starting at once), sets them
+through a bulk path to what heartbeats would have left had they kept beating, then runs the seed's
+load (every project every 30 s, publishers in processes of their own) for at least 60 s while some
+projects fall silent, reads the API under it, then measures idle cost, the writer against a plain
+UPDATE and ingestion against NATS receive alone.
 Progress on stderr; the last line on stdout is one JSON object.
 
   N                    projects (default 1000000)
@@ -91,8 +92,9 @@ class CpuMeter {
     for (const pid of await this.pids()) {
       const s = procStat(pid);
       if (!s) continue;
-      const prev = this.#last.get(pid);
-      if (prev !== undefined) this.#ticks += s.ticks - prev;
+      // A process first seen now was started since the last sample (a new pooled connection, an
+      // autovacuum worker): all of its time falls in the window.
+      this.#ticks += s.ticks - (this.#last.get(pid) ?? 0);
       this.#last.set(pid, s.ticks);
     }
   }
@@ -100,6 +102,13 @@ class CpuMeter {
     await this.sample();
     this.#ticks = 0;
     this.#since = Date.now();
+  }
+  /** Samples every second until `until` returns false, so short-lived processes are counted too. */
+  async follow(until: () => boolean): Promise<void> {
+    while (until()) {
+      await sleep(1000);
+      await this.sample();
+    }
   }
   /** % of one core since the last reset. */
   async pct(): Promise<number> {
@@ -279,35 +288,10 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       );
     }
     const total = o.projects + PROBES;
-    // The fleet starts at once and keeps beating: each publisher sends its slice's first heartbeats as
-    // fast as NATS takes them, then beats every 30 s from there on, so the load begins while the fleet
-    // is still being registered and no project waits for the last one to be registered before its
-    // second heartbeat. The first `silent` projects beat every 10 s (announcing it) and fall silent
-    // during the load.
-    const victims = new Set(Array.from({ length: o.silent }, (_, i) => slugOf(PREFIX, i)));
-    const victimPub = runScalePublisher({
-      natsUrl: nats.url,
-      prefix: PREFIX,
-      from: 0,
-      to: o.silent,
-      mode: 'fleet',
-      intervalS: VICTIM_INTERVAL_S,
-      announce: true,
-      version: 'v',
-    });
-    const fleet = slices(o.silent, o.projects, o.publishers).map(([from, to]) =>
-      runScalePublisher({
-        natsUrl: nats.url,
-        prefix: PREFIX,
-        from,
-        to,
-        mode: 'fleet',
-        intervalS: 30,
-        version: 'f',
-      }),
+    const burst = slices(0, o.projects, o.publishers).map(([from, to]) =>
+      runScalePublisher({ natsUrl: nats.url, prefix: PREFIX, from, to, mode: 'burst', version: 'b0' }),
     );
-    const allPublishers = [victimPub, ...fleet];
-    publishers.push(...allPublishers.map((b) => b.child));
+    publishers.push(...burst.map((b) => b.child));
     const countRegistered = async () =>
       Number(
         (
@@ -330,14 +314,9 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       900_000,
       200,
     );
-    await until(
-      async () => allPublishers.every((p) => p.progress()?.burstFinishedAt !== undefined),
-      'the publishers to report their bursts',
-      60_000,
-      100,
-    );
-    const firstPublish = Math.min(...allPublishers.map((p) => p.progress()?.startedAt ?? Date.now()));
-    const lastPublish = Math.max(...allPublishers.map((p) => p.progress()?.burstFinishedAt ?? 0));
+    const burstResults = await Promise.all(burst.map((b) => b.done));
+    const firstPublish = Math.min(...burstResults.map((r) => r.startedAt));
+    const lastPublish = Math.max(...burstResults.map((r) => r.finishedAt));
     const registerS = round1((registeredAt - firstPublish) / 1000);
     const registerMetrics = await scrape();
     const registerDropped = metricValue(registerMetrics, 'federation_heartbeats_rejected_total');
@@ -345,15 +324,87 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       reason: 'buffer_full',
     });
     log(
-      `  registration: ${o.projects} first heartbeats published in ${round1((lastPublish - firstPublish) / 1000)} s, all registered ${registerS} s after the first (${round1((registeredAt - lastPublish) / 1000)} s after the last), while the fleet kept beating; dropped ${registerDropped} (buffer_full ${registerBufferFull}); load average ${loadavgNow().join(' ')}`,
+      `  registration: ${o.projects} first heartbeats published in ${round1((lastPublish - firstPublish) / 1000)} s, all registered ${registerS} s after the first (${round1((registeredAt - lastPublish) / 1000)} s after the last); dropped ${registerDropped} (buffer_full ${registerBufferFull}); load average ${loadavgNow().join(' ')}`,
     );
 
-    // 2. The seed's load, measured from here: every project every 30 s, while `silent` projects stop.
+    // 2. The seed's load. Registration took longer than a beat interval, so the fleet's state is
+    // first set through the bulk path to what heartbeats would have left had every project kept
+    // beating every 30 s (the silent-to-be every 10 s): online, with its last heartbeat one interval
+    // before its next one on the publishers' schedule (never in the future), and that deadline queued.
+    const victims = new Set(Array.from({ length: o.silent }, (_, i) => slugOf(PREFIX, i)));
+    const fleetSlices = slices(o.silent, o.projects, o.publishers);
+    const planAt = Date.now() + 12_000;
+    const index = `substring(slug from ${PREFIX.length + 2})::int`;
+    const leadMs = `(case when slug !~ '^${PREFIX}-[0-9]+$' then 0
+        when ${index} < ${o.silent} then ${VICTIM_INTERVAL_S * 1000} * (1 - ${index}::float8 / ${o.silent})
+        ${fleetSlices.map(([a, b]) => `when ${index} < ${b} then 30000 * (1 - (${index} - ${a})::float8 / ${b - a})`).join('\n        ')}
+        else 0 end)`;
+    const seedFrom = Date.now();
+    await pgc.query(
+      `update projects set status = 'online',
+         status_changed_at = case when status <> 'online' then now() else status_changed_at end,
+         last_heartbeat_at = least(now(), to_timestamp(($1::float8 - ${leadMs}) / 1000)),
+         reported_health = 'ok', version = 'seed', updated_at = now(),
+         interval_s = case when slug ~ '^${PREFIX}-[0-9]+$' and ${index} < ${o.silent} then ${VICTIM_INTERVAL_S} end`,
+      [planAt],
+    );
+    await pgc.query('delete from project_deadlines');
+    await pgc.query(
+      `insert into project_deadlines (due_at, project_ids)
+       select to_timestamp(ceil(extract(epoch from d.due) * 10) / 10), array_agg(d.id)
+       from (select id, last_heartbeat_at + (case when interval_s > 0 then interval_s * 1.5 else 45 end) * interval '1 second' as due,
+                    (row_number() over () - 1) / 2000 as chunk from projects) d
+       group by 1, d.chunk`,
+    );
+    await pgc.query(
+      `with d as (delete from project_status_counts)
+       insert into project_status_counts (online, degraded, offline)
+       select count(*) filter (where status = 'online'), count(*) filter (where status = 'degraded'),
+              count(*) filter (where status = 'offline') from projects`,
+    );
+    log(
+      `  bulk path: every project online with its last heartbeat on the publishers' schedule, in ${round1((Date.now() - seedFrom) / 1000)} s; load average ${loadavgNow().join(' ')}`,
+    );
+    const victimPub = runScalePublisher({
+      natsUrl: nats.url,
+      prefix: PREFIX,
+      from: 0,
+      to: o.silent,
+      mode: 'steady',
+      intervalS: VICTIM_INTERVAL_S,
+      announce: true,
+      startAtMs: planAt,
+      version: 'v',
+    });
+    const fleet = fleetSlices.map(([from, to]) =>
+      runScalePublisher({
+        natsUrl: nats.url,
+        prefix: PREFIX,
+        from,
+        to,
+        mode: 'steady',
+        intervalS: 30,
+        startAtMs: planAt,
+        version: 's',
+      }),
+    );
+    const allPublishers = [victimPub, ...fleet];
+    publishers.push(...allPublishers.map((b) => b.child));
+    await sleep(Math.max(planAt, Date.now()) + 2000 - Date.now());
+    await until(
+      async () => allPublishers.every((p) => p.progress() !== undefined),
+      'the publishers to report',
+      60_000,
+      100,
+    );
     const loadStart = Date.now();
     // Their offline deadline must fall after the service's start-up grace (one offline threshold).
     const silenceAt = Math.max(loadStart + 15_000, serviceStart + 75_000);
     const loadEnd = Math.max(loadStart + o.loadS * 1000, silenceAt + (3 * VICTIM_INTERVAL_S + 12) * 1000);
     const progressAtStart = allPublishers.map((p) => p.progress());
+    // Offline events count from here: projects silent since their first heartbeat while the fleet
+    // registered could rightly go offline before the bulk path set them beating.
+    offlineAt.clear();
     const victimsSilenced = (async () => {
       await sleep(silenceAt - Date.now());
       const p = victimPub.progress();
@@ -381,6 +432,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       if (status >= 400 || status === 0) errors[status] = (errors[status] ?? 0) + 1;
     };
     const running = () => Date.now() < loadEnd;
+    const cpuFollowed = Promise.all([serviceCpu.follow(running), pgCpu.follow(running)]);
     let probeVersion = 0;
     const probeLoops = probes.map(async (p) => {
       await sleep(2000);
@@ -476,7 +528,12 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
         complete: !cut,
       };
     })();
-    const [victimAtSilence, fleetAtEnd] = await Promise.all([victimsSilenced, fleetStopped, ...probeLoops]);
+    const [victimAtSilence, fleetAtEnd] = await Promise.all([
+      victimsSilenced,
+      fleetStopped,
+      cpuFollowed,
+      ...probeLoops,
+    ]);
     const loadS = (Date.now() - loadStart) / 1000;
     const serviceCpuPct = await serviceCpu.pct();
     const postgresCpuPct = await pgCpu.pct();
@@ -543,7 +600,11 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     await sleep(3000);
     await serviceCpu.reset();
     await pgCpu.reset();
-    await sleep(20_000);
+    const idleUntil = Date.now() + 20_000;
+    await Promise.all([
+      serviceCpu.follow(() => Date.now() < idleUntil),
+      pgCpu.follow(() => Date.now() < idleUntil),
+    ]);
     const idleServiceCpu = await serviceCpu.pct();
     const idlePostgresCpu = await pgCpu.pct();
     log(`  idle: service CPU ${idleServiceCpu} %, PostgreSQL CPU ${idlePostgresCpu} % of one core`);

@@ -3,10 +3,7 @@
  * the fleet's load does not share the service's or the bench's event loop.
  *
  *   burst:  every project of the slice publishes once, as fast as NATS takes it (a fleet starting at once)
- *   steady: every project beats every `intervalS` seconds, spread evenly, until `untilMs`
- *   fleet:  a burst, then steady beats right after it, until told to stop: each project's second
- *           heartbeat comes at most one interval after its first, as a fleet that starts at once and
- *           keeps beating does (the load begins while the fleet is still being registered)
+ *   steady: every project beats every `intervalS` seconds, spread evenly, until `untilMs` or "stop"
  *
  * The job comes as JSON in argv[2]; the result is printed as one JSON line on stdout. Started with an
  * IPC channel, it reports `{ published, at }` every second and stops on the message `"stop"`.
@@ -18,12 +15,18 @@ export interface ScalePublishJob {
   prefix: string;
   from: number;
   to: number;
-  mode: 'burst' | 'steady' | 'fleet';
+  mode: 'burst' | 'steady';
   /** steady: seconds between two heartbeats of one project (also sent as interval_s when `announce`). */
   intervalS?: number;
   announce?: boolean;
-  /** steady: stop at this epoch millisecond (fleet: only on "stop"). */
+  /** steady: stop at this epoch millisecond (otherwise on "stop"). */
   untilMs?: number;
+  /**
+   * steady: the schedule's origin (epoch ms): project j of the slice beats at startAtMs +
+   * j × intervalS / size, then every intervalS (default: when the process starts). Beats already due
+   * when it starts are sent at once.
+   */
+  startAtMs?: number;
   version: string;
 }
 
@@ -31,7 +34,7 @@ export interface ScalePublishResult {
   published: number;
   startedAt: number;
   finishedAt: number;
-  /** fleet: when its burst (every project's first heartbeat) was out. */
+  /** burst: when every project's first heartbeat was out. */
   burstFinishedAt?: number;
 }
 
@@ -67,7 +70,7 @@ async function run(job: ScalePublishJob): Promise<ScalePublishResult> {
   const progress = setInterval(() => {
     process.send?.({ published, at: Date.now(), startedAt, burstFinishedAt } satisfies ScalePublishProgress);
   }, 1000);
-  if (job.mode === 'burst' || job.mode === 'fleet') {
+  if (job.mode === 'burst') {
     let ts = new Date().toISOString();
     for (let i = 0; i < size; i++) {
       nc.publish(subject(i), payload(i, ts));
@@ -79,10 +82,11 @@ async function run(job: ScalePublishJob): Promise<ScalePublishResult> {
     }
     burstFinishedAt = Date.now();
   }
-  if (job.mode === 'steady' || job.mode === 'fleet') {
+  if (job.mode === 'steady') {
     const rate = size / (job.intervalS ?? 30); // per second
-    const from = Date.now();
-    const until = job.mode === 'fleet' ? Number.POSITIVE_INFINITY : (job.untilMs ?? from + 60_000);
+    const from = job.startAtMs ?? Date.now();
+    const until = job.untilMs ?? Number.POSITIVE_INFINITY;
+    if (from > Date.now()) await new Promise((resolve) => setTimeout(resolve, from - Date.now()));
     let beats = 0;
     while (!stopped && Date.now() < until) {
       const due = Math.floor(((Date.now() - from) / 1000) * rate);

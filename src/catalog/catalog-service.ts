@@ -82,8 +82,14 @@ export const STREAM_BATCH_ROWS = 2000;
  * on the rows it locks.
  */
 export const SWEEP_BATCH_BUCKETS = 4;
-/** A sweep stops after this many full batches and leaves the rest to the next one. */
-const SWEEP_MAX_BATCHES = 500;
+/**
+ * A sweep stops after this many full batches and leaves the rest to the next one, which starts at
+ * once. The mass-offline guard counts the buckets one sweep takes at most
+ * (SWEEP_MAX_BATCHES × SWEEP_BATCH_BUCKETS): what it counts bounds what the sweep can flip, and its
+ * count, on the sweeper's own path, never grows with how far behind the sweeper is (every heartbeat
+ * queues a deadline, most of them superseded by the next, so a sweeper behind would fall further).
+ */
+const SWEEP_MAX_BATCHES = 25;
 /** Count deltas are summed into one row once there are more than this many. */
 const COUNT_DELTAS_COMPACT_AT = 200;
 /** Serialises count compaction and recounting across replicas (pg_advisory_xact_lock). */
@@ -242,12 +248,18 @@ export class CatalogService {
 
   /**
    * The ids of every project the rule may have moved away from its stored status by `now`, with
-   * others: the deadline buckets due by then (a sweep's worth). A row whose stored status disagrees
-   * with the rule is always among them, so status filters and counts read only these besides indexes.
+   * others: the deadline buckets due by then (a sweep's worth while the sweeper keeps up). A row
+   * whose stored status disagrees with the rule is always among them, so status filters and counts
+   * read only these besides indexes. `firstBuckets`: only the first buckets due (what one sweep
+   * takes at most, for the mass-offline guard).
    */
-  dueIdsSql(now: Date = this.#clock.now()): SQL {
-    const until = new Date(now.getTime() + DEADLINE_BUCKET_MS);
-    return sql`(select unnest(project_ids) from project_deadlines where due_at <= ${until.toISOString()}::timestamptz)`;
+  dueIdsSql(now: Date = this.#clock.now(), opts: { firstBuckets?: number } = {}): SQL {
+    const until = sql`${new Date(now.getTime() + DEADLINE_BUCKET_MS).toISOString()}::timestamptz`;
+    if (opts.firstBuckets !== undefined) {
+      return sql`(select unnest(project_ids) from (select project_ids from project_deadlines
+                  where due_at <= ${until} order by due_at limit ${opts.firstBuckets}) b)`;
+    }
+    return sql`(select unnest(project_ids) from project_deadlines where due_at <= ${until})`;
   }
 
   /** `maintenance_until` as the API shows it: null once the window has ended. */
@@ -674,7 +686,7 @@ export class CatalogService {
     }>(
       this.#db,
       sql`select (select count(*) from projects
-                  where id in ${this.dueIdsSql(now)} and status <> 'offline' and ${rule} = 'offline')::int as pending,
+                  where id in ${this.dueIdsSql(now, { firstBuckets: SWEEP_MAX_BATCHES * SWEEP_BATCH_BUCKETS })} and status <> 'offline' and ${rule} = 'offline')::int as pending,
                  (select count(*) from project_status_events
                   where at > ${recentFrom.toISOString()}::timestamptz and to_status = 'offline'
                     and from_status <> 'offline')::int as recent,
