@@ -359,7 +359,29 @@ describe('HeartbeatWriter', () => {
 });
 
 describe('HeartbeatWriter fairness', () => {
-  it('writes registered projects first: a fleet still to be registered never holds their heartbeats back', async () => {
+  it('knows when its oldest unwritten heartbeat arrived, so a sweep claims nothing after it', async () => {
+    const { writer, clock, state } = makeWriter();
+    const [a, b] = [slugOf('old'), slugOf('old')] as [string, string];
+    writer.enqueue(hb(a), clock.now());
+    await writer.flush();
+    expect(writer.oldestPendingAt()).toBeUndefined();
+    const t1 = clock.now().getTime();
+    writer.enqueue(hb(a, { version: 'x1' }), clock.now());
+    clock.advance(100);
+    writer.enqueue(hb(b), clock.now());
+    clock.advance(100);
+    // A newer heartbeat of the same project stands for the older one too: still pending since t1.
+    writer.enqueue(hb(a, { version: 'x2' }), clock.now());
+    expect(writer.oldestPendingAt()?.getTime()).toBe(t1);
+    state.down = true;
+    await expect(writer.flush()).rejects.toThrow();
+    expect(writer.oldestPendingAt()?.getTime()).toBe(t1);
+    state.down = false;
+    await writer.flush();
+    expect(writer.oldestPendingAt()).toBeUndefined();
+  });
+
+  it('registers a fleet in batches of its own, each project with its latest heartbeat', async () => {
     const { writer, clock } = makeWriter({ maxBatchRows: 2 });
     const known = [slugOf('known'), slugOf('known')];
     for (const s of known) writer.enqueue(hb(s, { version: 'k0' }), clock.now());
@@ -368,29 +390,18 @@ describe('HeartbeatWriter fairness', () => {
     clock.advance(10);
     for (const s of fleet) writer.enqueue(hb(s), clock.now());
     for (const s of known) writer.enqueue(hb(s, { version: 'k1' }), clock.now());
-    // What a sweep waits for: the registered projects' heartbeats, not the fleet's registration.
-    await writer.flushRegistered();
-    const versions = await query<{ slug: string; version: string }>(
-      handle.db,
-      sql`select slug, version from projects where slug = any(${sql.param([...known, ...fleet])}::text[]) order by slug`,
-    );
-    expect(versions).toEqual(
-      known.map((slug) => ({ slug, version: 'k1' })).sort((a, b) => (a.slug < b.slug ? -1 : 1)),
-    );
-    expect(writer.unregistered).toBe(8);
-    expect(writer.pending).toBe(8);
-    // A newer heartbeat of a project waiting for registration replaces the one it holds.
     clock.advance(10);
     writer.enqueue(hb(fleet[0] as string, { version: 'f1' }), clock.now());
-    expect(writer.pending).toBe(8);
+    expect(writer.pending).toBe(10);
     await writer.flush();
     expect(writer.pending).toBe(0);
-    const registered = await query<{ slug: string; version: string | null }>(
+    const rows = await query<{ slug: string; version: string | null }>(
       handle.db,
-      sql`select slug, version from projects where slug = any(${sql.param(fleet)}::text[])`,
+      sql`select slug, version from projects where slug = any(${sql.param([...known, ...fleet])}::text[])`,
     );
-    expect(registered).toHaveLength(8);
-    expect(registered.find((r) => r.slug === fleet[0])?.version).toBe('f1');
+    expect(rows).toHaveLength(10);
+    expect(rows.find((r) => r.slug === fleet[0])?.version).toBe('f1');
+    for (const s of known) expect(rows.find((r) => r.slug === s)?.version).toBe('k1');
   });
 
   it('writes every project in turn even when the first batch beats again during each write', async () => {

@@ -24,6 +24,8 @@ export const CLOSE_FLUSH_DEADLINE_MS = 10_000;
 export interface PendingHeartbeat {
   json: string;
   receivedAtMs: number;
+  /** When the oldest heartbeat this entry stands for (it replaced the ones before it) was received. */
+  sinceMs: number;
   /** Its approximate size, counted against the byte budget. */
   bytes: number;
   integrations?: Heartbeat['integrations'];
@@ -41,7 +43,8 @@ function pendingOf(heartbeat: Heartbeat, receivedAt: Date, bytes: number): Pendi
     mesh_namespace: heartbeat.mesh_namespace,
     tags: heartbeat.tags ?? null,
   };
-  const entry: PendingHeartbeat = { json: heartbeatRowJson(row), receivedAtMs: receivedAt.getTime(), bytes };
+  const at = receivedAt.getTime();
+  const entry: PendingHeartbeat = { json: heartbeatRowJson(row), receivedAtMs: at, sinceMs: at, bytes };
   if (heartbeat.integrations) entry.integrations = heartbeat.integrations;
   return entry;
 }
@@ -144,6 +147,18 @@ export class HeartbeatWriter {
     return this.#pending.size + this.#unregistered.size;
   }
 
+  /**
+   * When the oldest heartbeat not yet written of a project that may be registered was received
+   * (undefined when none is pending): a sweep claims no deadline after it, so a heartbeat waiting
+   * behind a long write never makes a false pair of transitions. Projects waiting for their
+   * registration have no deadline yet and do not count. Entries are kept in the order they were
+   * first pending, so this is the first one's.
+   */
+  oldestPendingAt(): Date | undefined {
+    const first = this.#pending.values().next();
+    return first.done ? undefined : new Date(first.value.sinceMs);
+  }
+
   /** Of `pending`, the projects found unregistered and waiting for their registration batch. */
   get unregistered(): number {
     return this.#unregistered.size;
@@ -171,7 +186,9 @@ export class HeartbeatWriter {
     const current = queue.get(slug);
     if (current) {
       if (current.receivedAtMs <= receivedAt.getTime()) {
-        queue.set(slug, pendingOf(heartbeat, receivedAt, bytes));
+        const entry = pendingOf(heartbeat, receivedAt, bytes);
+        entry.sinceMs = current.sinceMs;
+        queue.set(slug, entry);
         this.#bytes += bytes - current.bytes;
       }
       return true;
@@ -200,17 +217,6 @@ export class HeartbeatWriter {
       // Bounded, so that a steady inflow cannot keep a caller waiting forever.
       let rounds = 2 * Math.ceil(this.pending / this.#o.maxBatchRows) + 2;
       while (this.pending > 0 && rounds-- > 0) await this.#writeNext();
-    });
-  }
-
-  /**
-   * Writes the heartbeats of registered projects now (what a sweep must see before it judges anyone
-   * silent), leaving projects still to be registered to their batches: they have no deadline yet.
-   */
-  flushRegistered(): Promise<void> {
-    return this.#exclusive(async () => {
-      let rounds = Math.ceil(this.#pending.size / this.#o.maxBatchRows) + 1;
-      while (this.#pending.size > 0 && rounds-- > 0) await this.#writeBatch(this.#pending, false);
     });
   }
 
@@ -319,6 +325,7 @@ export class HeartbeatWriter {
       if (batch.length >= this.#o.maxBatchRows) break;
     }
     batch.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const writeStartedAt = this.#o.clock.now().getTime();
     const stopTimer = this.#o.metrics.flushSeconds.startTimer();
     let rows: WrittenRow[];
     let refused: Refused[];
@@ -365,8 +372,10 @@ export class HeartbeatWriter {
       } else if (current) {
         // A newer heartbeat arrived during the write: it waits behind the projects not yet written,
         // or a fleet refreshing faster than one batch writes would keep the same batch at the front
-        // and starve every project after it (they would turn offline while beating).
+        // and starve every project after it (they would turn offline while beating). What it stands
+        // for arrived after the write began.
         queue.delete(slug);
+        current.sinceMs = Math.max(current.sinceMs, writeStartedAt);
         queue.set(slug, current);
       }
     }

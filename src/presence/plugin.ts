@@ -78,9 +78,9 @@ export const presencePlugin = fp(
       metrics,
       intervalMs: config.sweepIntervalS * 1000,
       // Heartbeats this instance received but has not written yet must count before anything is
-      // judged silent; a failed flush keeps them pending and the sweep goes on with what is stored.
-      // Projects still waiting to be registered have no deadline yet: their batches are not waited for.
-      beforeSweep: () => writer.flushRegistered().catch(() => {}),
+      // judged silent: a sweep claims no deadline after the oldest of them. The sweeper does not wait
+      // for the writer, so a writer behind delays claims by as much and never holds sweeps back.
+      oldestUnwritten: () => writer.oldestPendingAt(),
       onTransitions: (transitions) => relay.publish(transitions),
     });
     const streams = new EventStreams(app.feed, { maxClients: config.sseMaxClients });

@@ -23,8 +23,13 @@ export interface StatusSweeperOptions {
   log: FastifyBaseLogger;
   metrics?: PresenceMetrics;
   intervalMs: number;
-  /** Runs before each sweep (the plugin flushes the local heartbeat writer). */
+  /** Runs before each sweep. */
   beforeSweep?: () => Promise<void>;
+  /**
+   * When the oldest heartbeat this instance received but has not written yet arrived (the local
+   * writer's): a sweep claims no deadline after it.
+   */
+  oldestUnwritten?: () => Date | undefined;
   /** Receives the transitions this instance claimed, once each. */
   onTransitions?: (transitions: Transition[]) => Promise<void> | void;
 }
@@ -76,9 +81,6 @@ export class StatusSweeper {
 
   /** One sweep: returns the transitions this instance claimed. */
   async sweepOnce(): Promise<Transition[]> {
-    // Every heartbeat received before this moment is written once beforeSweep is done; one received
-    // later may still be waiting behind a long write, so no deadline after it is claimed this sweep.
-    const flushedFrom = this.#o.clock.now();
     await this.#o.beforeSweep?.();
     // The mass-offline guard looks at most once an interval: under load the sweeper wakes at every
     // deadline bucket, and the guard counts a whole threshold of flips anyway.
@@ -96,7 +98,9 @@ export class StatusSweeper {
       const hold = await this.#o.catalog.currentMassHold?.();
       if (hold && hold.until > this.#o.clock.now()) this.#o.guard.adopt(hold, this.#o.clock.now());
     }
-    const transitions = await this.#o.catalog.sweepStatuses({ heardBefore: flushedFrom });
+    // A heartbeat received but not yet written (waiting behind a long write) must count before its
+    // project is judged silent: no deadline after the oldest such one is claimed this sweep.
+    const transitions = await this.#o.catalog.sweepStatuses({ heardBefore: this.#o.oldestUnwritten?.() });
     this.#lastSweepAt = this.#o.clock.now();
     for (const t of transitions) this.#o.metrics?.transitions.inc({ to: t.to });
     if (transitions.length > 0) await this.#o.onTransitions?.(transitions);
