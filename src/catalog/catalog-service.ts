@@ -394,19 +394,65 @@ export class CatalogService {
   }
 
   /**
+   * `streamProjects` as JSON text, each batch the comma-separated ProjectResponse objects of up to
+   * STREAM_BATCH_ROWS projects, built by PostgreSQL in one value per batch: at a million projects the
+   * service's one thread would otherwise parse and serialise every row while it ingests heartbeats.
+   * The same fields, order and ISO 8601 UTC times (milliseconds, `Z`) as `toProjectResponse`.
+   */
+  async *streamProjectsJson(opts: Omit<ListOptions, 'limit'> = {}): AsyncGenerator<string> {
+    let after = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor);
+    for (;;) {
+      const now = this.#clock.now();
+      const [batch] = await query<{ body: string | null; last: string | null; n: number }>(
+        this.#db,
+        sql`select string_agg(j, ',' order by slug) as body, max(slug) as last, count(*)::int as n
+            from (${this.#pageSql({ status: opts.status, tag: opts.tag }, STREAM_BATCH_ROWS, after, now, this.#jsonSelectSql(now))}) t`,
+      );
+      if (batch?.body) yield batch.body;
+      if (!batch || batch.n < STREAM_BATCH_ROWS || batch.last === null) return;
+      after = batch.last;
+    }
+  }
+
+  #jsonSelectSql(now: Date): SQL {
+    const iso = (col: string) =>
+      sql.raw(`to_char(${col} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);
+    return sql`slug, json_build_object(
+        'id', id, 'slug', slug, 'name', name, 'hub_url', hub_url, 'mesh_namespace', mesh_namespace,
+        'status', ${this.#statusExpr(now)}, 'tags', tags, 'last_heartbeat_at', ${iso('last_heartbeat_at')},
+        'created_at', ${iso('created_at')}, 'updated_at', ${iso('updated_at')}, 'version', version,
+        'health', reported_health, 'interval_s', interval_s, 'allow_fanout', allow_fanout, 'source', source,
+        'configured', configured, 'status_changed_at', ${iso('status_changed_at')},
+        'maintenance', case when maintenance_until > ${now.toISOString()}::timestamptz
+          then json_build_object('until', ${iso('maintenance_until')}, 'reason', maintenance_reason) end,
+        'flapping', flapping)::text as j`;
+  }
+
+  /**
    * One page in slug order. A status filter reads the stored status through (status, slug), keeping
    * the rows the rule agrees with, plus the due rows (a sweep's worth, from the deadline queue) the
    * rule moves into that status: the rule is never evaluated on every row.
    */
   async #page(opts: ListOptions, limit: number | undefined, afterSlug?: string): Promise<Project[]> {
     const now = this.#clock.now();
+    const statement = this.#pageSql(opts, limit, afterSlug, now, this.#selectSql(now));
+    return (await query<ProjectSqlRow>(this.#db, statement)).map(toProject);
+  }
+
+  /** The statement of `#page`, selecting `select` (the API's columns, or `#jsonSelectSql`'s). */
+  #pageSql(
+    opts: ListOptions,
+    limit: number | undefined,
+    afterSlug: string | undefined,
+    now: Date,
+    select: SQL,
+  ): SQL {
     const where: SQL[] = [sql`true`];
     if (opts.tag) where.push(sql`tags @> ${JSON.stringify([opts.tag])}::jsonb`);
     const after = afterSlug ?? (opts.cursor ? decodeCursor(opts.cursor) : undefined);
     if (after !== undefined) where.push(sql`slug > ${after}`);
     const filter = sql.join(where, sql` and `);
     const lim = limit === undefined ? sql`` : sql` limit ${limit}`;
-    const select = this.#selectSql(now);
     let statement: SQL;
     if (opts.status) {
       const shown = this.statusSql(now);
@@ -433,7 +479,7 @@ export class CatalogService {
     } else {
       statement = sql`select ${select} from projects where ${filter} order by slug${lim}`;
     }
-    return (await query<ProjectSqlRow>(this.#db, statement)).map(toProject);
+    return statement;
   }
 
   async findProject(slug: string): Promise<Project | undefined> {
@@ -571,9 +617,9 @@ export class CatalogService {
   }
 
   /**
-   * `heardBefore`: every heartbeat this replica received before it is written (the sweeper flushed
-   * its writer): no deadline later than that is claimed, so one still in the buffer behind a long
-   * write never makes a false pair of transitions.
+   * `heardBefore`: every heartbeat this replica received before it is written (the local writer's
+   * oldest unwritten one arrived then): no deadline later than that is claimed, so one still in the
+   * buffer behind a long write never makes a false pair of transitions.
    */
   async #sweepBatch(heardBefore?: Date): Promise<{ transitions: Transition[]; buckets: number }> {
     const now = this.#clock.now();
@@ -586,6 +632,13 @@ export class CatalogService {
     const unguarded = guardedStatusSql(now, this.#thresholds, { heardSince: new Date(0), holdAll: false });
     const nowTs = sql`${now.toISOString()}::timestamptz`;
     const claimBeforeTs = sql`${claimBefore.toISOString()}::timestamptz`;
+    // Buckets are taken up to the grace even when the local writer holds claims back further
+    // (`heardBefore`): their superseded ids (most of them: every heartbeat queues a deadline) are
+    // dropped at once, so the queue readers consult stays a sweep's worth while the writer is behind.
+    const takeBeforeTs = sql`${new Date(now.getTime() - this.#claimGraceMs).toISOString()}::timestamptz`;
+    // An id past its deadline that may not be claimed yet is looked at again once the cutoff, moving
+    // at the same distance behind, has passed it.
+    const lagMs = now.getTime() - claimBefore.getTime();
     // In a bucket already due for readers (ceil(now) < now + a bucket), taken by the next sweep.
     const retryAt = nowTs;
     return this.#db.transaction(async (tx) => {
@@ -602,7 +655,7 @@ export class CatalogService {
         tx,
         sql`with taken as (
               delete from project_deadlines where id in (
-                select id from project_deadlines where due_at <= ${claimBeforeTs}
+                select id from project_deadlines where due_at <= ${takeBeforeTs}
                 order by due_at limit ${SWEEP_BATCH_BUCKETS} for update skip locked)
               returning due_at, project_ids
             ), ids as (
@@ -631,8 +684,9 @@ export class CatalogService {
             ), requeued as (
               ${queueDeadlines(sql`select id, next_due from locked
                 union all select id, ${retryAt} from overdue where id not in (select id from locked)
-                -- At its deadline, not yet past it (the rule flips strictly after): looked at again.
-                union all select id, deadline from checked
+                -- At its deadline, not yet past it (the rule flips strictly after), or past it but
+                -- after the cutoff: looked at again.
+                union all select id, deadline + ${lagMs} * interval '1 millisecond' from checked
                 where not better and deadline >= ${claimBeforeTs} and deadline <= due`)}
             )
             select c.*, (select count(*) from taken)::int as buckets from claimed c
