@@ -381,23 +381,11 @@ export class CatalogService {
   /**
    * The whole catalog (filtered like `getProjects`) in slug order, `STREAM_BATCH_ROWS` per statement:
    * keyset pages rather than one server-side cursor, so no transaction (and no snapshot holding back
-   * vacuum of a table rewritten by every heartbeat) stays open while a slow client reads.
-   */
-  async *streamProjects(opts: Omit<ListOptions, 'limit'> = {}): AsyncGenerator<Project[]> {
-    let after = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor);
-    for (;;) {
-      const rows = await this.#page({ status: opts.status, tag: opts.tag }, STREAM_BATCH_ROWS, after);
-      if (rows.length > 0) yield rows;
-      if (rows.length < STREAM_BATCH_ROWS) return;
-      after = rows[rows.length - 1]?.slug;
-    }
-  }
-
-  /**
-   * `streamProjects` as JSON text, each batch the comma-separated ProjectResponse objects of up to
-   * STREAM_BATCH_ROWS projects, built by PostgreSQL in one value per batch: at a million projects the
-   * service's one thread would otherwise parse and serialise every row while it ingests heartbeats.
-   * The same fields, order and ISO 8601 UTC times (milliseconds, `Z`) as `toProjectResponse`.
+   * vacuum of a table rewritten by every heartbeat) stays open while a slow client reads. Each batch
+   * is the comma-separated ProjectResponse objects of its projects as JSON text, built by PostgreSQL
+   * in one value: at a million projects the service's one thread would otherwise parse and serialise
+   * every row while it ingests heartbeats. The same fields, order and ISO 8601 UTC times
+   * (milliseconds, `Z`) as `toProjectResponse`.
    */
   async *streamProjectsJson(opts: Omit<ListOptions, 'limit'> = {}): AsyncGenerator<string> {
     let after = opts.cursor === undefined ? undefined : decodeCursor(opts.cursor);

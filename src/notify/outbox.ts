@@ -237,7 +237,8 @@ export class NotificationOutbox {
         tx,
         sql`with s as (
               select id from projects where flapping and (status_changed_at is null or status_changed_at <= ${quietSince}::timestamptz)
-              limit 1000 for update skip locked
+              -- In the partial index's order, so the planner never prefers a scan of the catalog.
+              order by status_changed_at limit 1000 for update skip locked
             )
             update projects p set flapping = false from s where p.id = s.id
             returning p.id, p.slug, p.name, p.hub_url, p.mesh_namespace, p.tags, p.status, p.maintenance_until, p.flapping`,
@@ -272,7 +273,9 @@ export class NotificationOutbox {
         tx,
         sql`with e as (
               select id, maintenance_reason from projects where maintenance_until <= ${now.toISOString()}::timestamptz
-              limit 1000 for update skip locked
+              -- In the partial index's order: with a bare LIMIT and stale statistics, the planner
+              -- chose a scan of the whole catalog (0.5 s at a million projects, every second).
+              order by maintenance_until limit 1000 for update skip locked
             )
             update projects p set maintenance_until = null, maintenance_reason = null from e where p.id = e.id
             returning p.id, p.slug, p.name, p.hub_url, p.mesh_namespace, p.tags, p.status, p.maintenance_until,
