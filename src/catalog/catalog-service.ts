@@ -505,7 +505,18 @@ export class CatalogService {
    * see project_status_counts) corrected by the due rows the rule has moved, which are at most a
    * sweep's worth.
    */
-  async countByStatus(): Promise<Record<ProjectStatus, number>> {
+  countByStatus(): Promise<Record<ProjectStatus, number>> {
+    // Callers that come while a count is being read share it (health checks, /metrics scrapes and the
+    // view's header together): under load they would otherwise pile up, each reading what is due.
+    this.#counting ??= this.#countByStatus().finally(() => {
+      this.#counting = undefined;
+    });
+    return this.#counting;
+  }
+
+  #counting: Promise<Record<ProjectStatus, number>> | undefined;
+
+  async #countByStatus(): Promise<Record<ProjectStatus, number>> {
     const now = this.#clock.now();
     const shown = this.dueStatusSql(now);
     const [row] = await query<{ online: number; degraded: number; offline: number; deltas: number }>(
