@@ -205,7 +205,12 @@ describe('deadlines', () => {
     // a heartbeat received meanwhile may be in the buffer, so this sweep leaves it.
     clock.set(t0.getTime() + 60_000);
     expect(await catalog.sweepStatuses({ heardBefore: new Date(t0.getTime() + 44_000) })).toEqual([]);
-    // Looked at again once the cutoff, as far behind, has passed its deadline: 45 s + (60 − 44) s.
+    // Not claimed yet, but the rule says degraded: status pages and counts say so too.
+    expect((await catalog.getProjects({ status: 'degraded' })).projects.map((p) => p.slug)).toEqual([
+      'flushing',
+    ]);
+    expect((await catalog.countByStatus()).degraded).toBe(1);
+    // Looked at again by the next sweep, and claimed once the cutoff has passed its deadline.
     clock.set(t0.getTime() + 61_200);
     expect(path(await catalog.sweepStatuses({ heardBefore: new Date(t0.getTime() + 61_000) }))).toEqual([
       'flushing:online>degraded',

@@ -635,9 +635,7 @@ export class CatalogService {
     // (`heardBefore`): their superseded ids (most of them: every heartbeat queues a deadline) are
     // dropped at once, so the queue readers consult stays a sweep's worth while the writer is behind.
     const takeBeforeTs = sql`${new Date(now.getTime() - this.#claimGraceMs).toISOString()}::timestamptz`;
-    // An id past its deadline that may not be claimed yet is looked at again once the cutoff, moving
-    // at the same distance behind, has passed it.
-    const lagMs = now.getTime() - claimBefore.getTime();
+
     // In a bucket already due for readers (ceil(now) < now + a bucket), taken by the next sweep.
     const retryAt = nowTs;
     return this.#db.transaction(async (tx) => {
@@ -683,9 +681,10 @@ export class CatalogService {
             ), requeued as (
               ${queueDeadlines(sql`select id, next_due from locked
                 union all select id, ${retryAt} from overdue where id not in (select id from locked)
-                -- At its deadline, not yet past it (the rule flips strictly after), or past it but
-                -- after the cutoff: looked at again.
-                union all select id, deadline + ${lagMs} * interval '1 millisecond' from checked
+                -- At its deadline, not yet past it (the rule flips strictly after): looked at again.
+                -- Past it but after the cutoff: queued where readers still see it as due, and looked
+                -- at again by the next sweep.
+                union all select id, case when deadline < ${nowTs} then ${retryAt} else deadline end from checked
                 where not better and deadline >= ${claimBeforeTs} and deadline <= due`)}
             )
             select c.*, (select count(*) from taken)::int as buckets from claimed c

@@ -150,13 +150,19 @@ export class HeartbeatWriter {
   /**
    * When the oldest heartbeat not yet written of a project that may be registered was received
    * (undefined when none is pending): a sweep claims no deadline after it, so a heartbeat waiting
-   * behind a long write never makes a false pair of transitions. Projects waiting for their
-   * registration have no deadline yet and do not count. Entries are kept in the order they were
-   * first pending, so this is the first one's.
+   * behind a long write never makes a false pair of transitions. Entries are kept in the order they
+   * were first pending, so this is the first one's of each queue (an entry refreshed during a write
+   * goes to the back, which can make it late by up to that write's duration).
    */
   oldestPendingAt(): Date | undefined {
-    const first = this.#pending.values().next();
-    return first.done ? undefined : new Date(first.value.sinceMs);
+    // A project waiting for its registration batch may have been registered meanwhile (by another
+    // replica, the API or projects.yaml): its heartbeat counts too.
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const queue of [this.#pending, this.#unregistered]) {
+      const first = queue.values().next();
+      if (!first.done) oldest = Math.min(oldest, first.value.sinceMs);
+    }
+    return oldest === Number.POSITIVE_INFINITY ? undefined : new Date(oldest);
   }
 
   /** Of `pending`, the projects found unregistered and waiting for their registration batch. */
