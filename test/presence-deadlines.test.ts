@@ -85,6 +85,28 @@ async function ruleByBruteForce(now: Date): Promise<Map<string, ProjectStatus>> 
 
 const path = (ts: Transition[]) => ts.map((t) => `${t.slug}:${t.from}>${t.to}`).sort();
 
+/**
+ * A project that beat once at t0 and went degraded (swept by a replica running since t0), then held
+ * at 91 s by a replica started at 80 s, whose start-up grace (until 170 s) covers its offline flip.
+ */
+async function heldByAStartingReplica(slug: string) {
+  const t0 = clock.now();
+  const long = catalogFor();
+  await long.writeHeartbeats([beat(slug, t0)], true);
+  clock.set(t0.getTime() + 50_000);
+  expect(path(await long.sweepStatuses())).toEqual([`${slug}:online>degraded`]);
+  clock.set(t0.getTime() + 80_000);
+  const started = new CatalogService({
+    db: handle.db,
+    clock,
+    thresholds,
+    guard: { state: () => ({ heardSince: new Date(t0.getTime() + 80_000), holdAll: false }) },
+  });
+  clock.set(t0.getTime() + 91_000);
+  expect(path(await started.sweepStatuses())).toEqual([]);
+  return { t0, long, started };
+}
+
 describe('deadlines', () => {
   it('flips each project at its own thresholds, with mixed interval_s', async () => {
     const catalog = catalogFor();
@@ -301,21 +323,7 @@ describe('deadlines', () => {
   });
 
   it('a row one replica holds (its start-up grace) shows its stored status on every replica, in every answer', async () => {
-    const t0 = clock.now();
-    const long = catalogFor();
-    await long.writeHeartbeats([beat('held', t0)], true);
-    clock.set(t0.getTime() + 50_000);
-    expect(path(await long.sweepStatuses())).toEqual(['held:online>degraded']);
-    // A replica starts 10 s before the offline deadline and takes the deadline first: its grace holds it.
-    clock.set(t0.getTime() + 80_000);
-    const started = new CatalogService({
-      db: handle.db,
-      clock,
-      thresholds,
-      guard: { state: () => ({ heardSince: new Date(t0.getTime() + 80_000), holdAll: false }) },
-    });
-    clock.set(t0.getTime() + 91_000);
-    expect(path(await started.sweepStatuses())).toEqual([]);
+    const { t0, long, started } = await heldByAStartingReplica('held');
     for (const replica of [long, started]) {
       expect((await replica.getProject('held')).status).toBe('degraded');
       expect((await replica.getProjects({ status: 'degraded' })).projects.map((p) => p.slug)).toEqual([
@@ -335,20 +343,7 @@ describe('deadlines', () => {
   });
 
   it('a heartbeat that finds a row another replica holds stores no offline flip, only its own change', async () => {
-    const t0 = clock.now();
-    const long = catalogFor();
-    await long.writeHeartbeats([beat('held-beat', t0)], true);
-    clock.set(t0.getTime() + 50_000);
-    expect(path(await long.sweepStatuses())).toEqual(['held-beat:online>degraded']);
-    clock.set(t0.getTime() + 80_000);
-    const started = new CatalogService({
-      db: handle.db,
-      clock,
-      thresholds,
-      guard: { state: () => ({ heardSince: new Date(t0.getTime() + 80_000), holdAll: false }) },
-    });
-    clock.set(t0.getTime() + 91_000);
-    expect(path(await started.sweepStatuses())).toEqual([]);
+    const { t0, long } = await heldByAStartingReplica('held-beat');
     const [held] = await query<{ held_until: Date | null }>(
       handle.db,
       sql`select held_until from projects where slug = 'held-beat'`,
