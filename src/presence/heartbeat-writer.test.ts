@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENGINES, type TestDatabase } from '../../test/helpers/postgres.ts';
+import { createPostgresDatabase, ENGINES, type TestDatabase } from '../../test/helpers/postgres.ts';
 import { waitFor } from '../../test/helpers/wait.ts';
 import { CatalogService } from '../catalog/catalog-service.ts';
 import { ManualClock } from '../clock.ts';
@@ -63,7 +63,10 @@ function makeWriter(
     flushIntervalMs?: number;
     sinks?: IntegrationsSink[];
     maxBatchRows?: number;
+    concurrency?: number;
     db?: Database;
+    /** Wraps the catalog the writer writes through (to watch or hold its statements). */
+    wrap?: (catalog: CatalogService) => Pick<CatalogService, 'writeHeartbeats'>;
   } = {},
 ) {
   const clock = new ManualClock(Date.parse('2025-06-01T12:00:00Z'));
@@ -73,7 +76,7 @@ function makeWriter(
   const rejections = new HeartbeatRejections(metrics, log, clock);
   const catalog = new CatalogService({ db, clock, thresholds: { degradedAfterS: 45, offlineAfterS: 90 } });
   const writer = new HeartbeatWriter({
-    catalog,
+    catalog: opts.wrap ? opts.wrap(catalog) : catalog,
     clock,
     log,
     metrics,
@@ -84,6 +87,7 @@ function makeWriter(
     ...(opts.bufferMaxBytes ? { bufferMaxBytes: opts.bufferMaxBytes } : {}),
     integrationSinks: opts.sinks ?? [],
     ...(opts.maxBatchRows ? { maxBatchRows: opts.maxBatchRows } : {}),
+    ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
   });
   const counter = async (name: string, labels: Record<string, string> = {}) => {
     const m = await registry.getSingleMetric(name)?.get();
@@ -438,6 +442,82 @@ describe('dataError', () => {
     ).toBeUndefined();
     expect(dataError(Object.assign(new Error('unique'), { code: '23505' }))).toBeUndefined();
     expect(dataError(undefined)).toBeUndefined();
+  });
+});
+
+describe('HeartbeatWriter with two batches in flight, on PostgreSQL', () => {
+  let testDb: TestDatabase;
+  let database: DatabaseHandle;
+  beforeAll(async () => {
+    testDb = await createPostgresDatabase();
+    database = await openDatabase({ databaseUrl: testDb.url, dataDir: '' });
+    await database.migrate();
+  });
+  afterAll(async () => {
+    await database?.close();
+    await testDb?.drop();
+  });
+
+  it('writes two batches at once on disjoint projects; one beating again during its write waits for the next', async () => {
+    const calls: string[][] = [];
+    let running = 0;
+    let most = 0;
+    let hold: Promise<void> | undefined;
+    const { writer, clock } = makeWriter({
+      db: database.db,
+      maxBatchRows: 2,
+      concurrency: 2,
+      wrap: (catalog) => ({
+        writeHeartbeats: async (rows, autoRegister, opts) => {
+          calls.push(rows.map((r) => r[0]));
+          running += 1;
+          most = Math.max(most, running);
+          try {
+            await hold;
+            return await catalog.writeHeartbeats(rows, autoRegister, opts);
+          } finally {
+            running -= 1;
+          }
+        },
+      }),
+    });
+    const slugs = Array.from({ length: 5 }, () => slugOf('pair'));
+    for (const s of slugs) writer.enqueue(hb(s, { version: '0' }), clock.now());
+    await writer.flush();
+    calls.length = 0;
+    most = 0;
+
+    let release = () => {};
+    hold = new Promise<void>((r) => {
+      release = r;
+    });
+    clock.advance(10);
+    for (const s of slugs) writer.enqueue(hb(s, { version: '1' }), clock.now());
+    const flushed = writer.flush();
+    await waitFor(() => calls.length === 2);
+    // Both are under way; the first project beats again meanwhile.
+    clock.advance(10);
+    writer.enqueue(hb(slugs[0] as string, { version: '2' }), clock.now());
+    expect(running).toBe(2);
+    release();
+    await flushed;
+
+    expect(most).toBe(2);
+    const [first, second] = calls as [string[], string[]];
+    expect(first.filter((s) => second.includes(s))).toEqual([]);
+    // The refreshed project was never in two writes at once: its newer beat went in a later batch.
+    const withFirst = calls.flatMap((c, i) => (c.includes(slugs[0] as string) ? [i] : []));
+    expect(withFirst).toHaveLength(2);
+    expect(withFirst[0]).toBe(0);
+    expect(withFirst[1]).toBeGreaterThanOrEqual(2);
+    expect(writer.pending).toBe(0);
+    const rows = await query<{ slug: string; version: string | null }>(
+      database.db,
+      sql`select slug, version from projects where slug = any(${sql.param(slugs)}::text[]) order by slug`,
+    );
+    expect(Object.fromEntries(rows.map((r) => [r.slug, r.version]))).toEqual(
+      Object.fromEntries(slugs.map((s, i) => [s, i === 0 ? '2' : '1'])),
+    );
   });
 });
 

@@ -62,6 +62,12 @@ export interface HeartbeatWriterOptions {
   /** Approximate bytes of pending heartbeats (their payload sizes) beyond which new projects are refused. */
   bufferMaxBytes?: number;
   maxBatchRows?: number;
+  /**
+   * Batches written at once, on disjoint projects (default 1). With PostgreSQL, two: one statement
+   * waits on its commit's WAL flush and on rows the sweeper holds while the other runs, so a writer
+   * behind catches up on both cores instead of one.
+   */
+  concurrency?: number;
   /** Read at every flush, so sinks registered later are seen (app.integrationSinks). */
   integrationSinks?: readonly IntegrationsSink[];
 }
@@ -122,12 +128,17 @@ export class HeartbeatWriter {
   readonly #unregistered = new Map<string, PendingHeartbeat>();
   /** Batches of `#pending` left in this round before a registration batch takes its turn. */
   #knownBatchesLeft = 0;
+  /** Slugs of the batches being written: a concurrent batch skips them (each project in one at most). */
+  readonly #inFlight = new Set<string>();
+  /** The writes in progress (at most `concurrency`). */
+  readonly #writes = new Set<Promise<void>>();
+  /** Integrations are handed to the sinks one batch at a time (two batches' edges could deadlock). */
+  #handOver: Promise<void> = Promise.resolve();
   readonly #handedOver = new Map<string, { key: string; at: number }>();
   /** Sum of the pending entries' bytes. */
   #bytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #timerDue = 0;
-  #chain: Promise<unknown> = Promise.resolve();
   #failures = 0;
   #failingSince: Date | undefined;
   #lastError: string | undefined;
@@ -136,6 +147,7 @@ export class HeartbeatWriter {
   constructor(opts: HeartbeatWriterOptions) {
     this.#o = {
       maxBatchRows: DEFAULT_MAX_BATCH_ROWS,
+      concurrency: 1,
       bufferMaxBytes: DEFAULT_BUFFER_MAX_BYTES,
       integrationSinks: [],
       ...opts,
@@ -218,12 +230,15 @@ export class HeartbeatWriter {
   }
 
   /** Writes everything pending now; rejects if the database refuses (what failed stays pending). */
-  flush(): Promise<void> {
-    return this.#exclusive(async () => {
-      // Bounded, so that a steady inflow cannot keep a caller waiting forever.
-      let rounds = 2 * Math.ceil(this.pending / this.#o.maxBatchRows) + 2;
-      while (this.pending > 0 && rounds-- > 0) await this.#writeNext();
-    });
+  async flush(): Promise<void> {
+    // Bounded, so that a steady inflow cannot keep a caller waiting forever.
+    let launches = 2 * Math.ceil(this.pending / this.#o.maxBatchRows) + 2 + this.#o.concurrency;
+    while (this.pending > 0) {
+      while (launches > 0 && this.#launch()) launches -= 1;
+      if (this.#writes.size === 0) break;
+      await Promise.race(this.#writes);
+    }
+    await Promise.all(this.#writes);
   }
 
   /** Stops the timer and writes what is pending, retrying until CLOSE_FLUSH_DEADLINE_MS has passed. */
@@ -284,20 +299,36 @@ export class HeartbeatWriter {
     this.#timer = undefined;
   }
 
-  async #backgroundFlush(): Promise<void> {
-    try {
-      await this.#exclusive(() => this.#writeNext());
-      if (this.pending > 0) this.#schedule(0);
-    } catch {
-      // #writeNext recorded the failure; try again later with what is pending.
-      if (this.pending > 0) this.#schedule(this.#retryDelay());
-    }
+  /** Starts as many writes as `concurrency` allows and pending heartbeats fill. */
+  #backgroundFlush(): void {
+    while (this.#launch()) {}
   }
 
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#chain.then(fn, fn);
-    this.#chain = run.catch(() => {});
-    return run;
+  /**
+   * Starts the next write when fewer than `concurrency` are in progress and a heartbeat not already
+   * being written is pending; returns it (undefined when none started). When it ends, what is pending
+   * is written next at once, or after a backoff when it failed.
+   */
+  #launch(): Promise<void> | undefined {
+    if (this.#writes.size >= this.#o.concurrency || this.pending <= this.#inFlight.size) return undefined;
+    const write = this.#writeNext();
+    if (!write) return undefined;
+    const done = write.then(
+      () => {
+        this.#writes.delete(done);
+        if (this.pending > this.#inFlight.size) this.#schedule(0);
+      },
+      (err: unknown) => {
+        this.#writes.delete(done);
+        // #writeBatch recorded the failure; try again later with what is pending.
+        if (this.pending > 0) this.#schedule(this.#retryDelay());
+        throw err;
+      },
+    );
+    // A background write's failure is recorded and retried; flush() awaits `done` itself.
+    done.catch(() => {});
+    this.#writes.add(done);
+    return done;
   }
 
   /**
@@ -305,32 +336,53 @@ export class HeartbeatWriter {
    * began, then one batch of registrations. A registered project's heartbeat so waits at most one
    * registration batch, however many projects are still to be registered.
    */
-  async #writeNext(): Promise<void> {
-    if (this.#pending.size > 0 && (this.#knownBatchesLeft > 0 || this.#unregistered.size === 0)) {
+  #writeNext(): Promise<void> | undefined {
+    const known = this.#pickable(this.#pending);
+    const registering = this.#pickable(this.#unregistered);
+    if (known && (this.#knownBatchesLeft > 0 || !registering)) {
       this.#knownBatchesLeft = Math.max(0, this.#knownBatchesLeft - 1);
-      return this.#writeBatch(this.#pending, false);
+      return this.#writeBatch(known, this.#pending, false);
     }
     this.#knownBatchesLeft = Math.ceil(this.#pending.size / this.#o.maxBatchRows);
-    if (this.#unregistered.size > 0) return this.#writeBatch(this.#unregistered, true);
-    return this.#writeBatch(this.#pending, false);
+    if (registering) return this.#writeBatch(registering, this.#unregistered, true);
+    return undefined;
   }
 
   /**
-   * One statement for up to maxBatchRows heartbeats of `queue`, sorted by slug for a stable lock
-   * order. `register`: the batch registers the projects it does not find (the `#unregistered` queue);
-   * otherwise those move to `#unregistered` when auto-registration is on.
+   * Up to maxBatchRows heartbeats of `queue`, oldest first, of projects no write in progress holds,
+   * sorted by slug for a stable lock order; undefined when there are none.
    */
-  async #writeBatch(queue: Map<string, PendingHeartbeat>, register: boolean): Promise<void> {
-    // Set here, at every write attempt (successful or not), rather than once per received heartbeat.
-    this.#o.metrics.pending.set(this.pending);
-    this.#o.metrics.pendingBytes.set(this.#bytes);
-    if (queue.size === 0) return;
+  #pickable(queue: Map<string, PendingHeartbeat>): Batch | undefined {
+    if (queue.size === 0) return undefined;
     const batch: Batch = [];
     for (const entry of queue) {
+      if (this.#inFlight.has(entry[0])) continue;
       batch.push(entry);
       if (batch.length >= this.#o.maxBatchRows) break;
     }
+    if (batch.length === 0) return undefined;
     batch.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return batch;
+  }
+
+  /**
+   * One statement for `batch` (of `queue`). `register`: the batch registers the projects it does not
+   * find (the `#unregistered` queue); otherwise those move to `#unregistered` when auto-registration
+   * is on. Its projects are held from other writes until it ends.
+   */
+  async #writeBatch(batch: Batch, queue: Map<string, PendingHeartbeat>, register: boolean): Promise<void> {
+    for (const [slug] of batch) this.#inFlight.add(slug);
+    try {
+      await this.#writeHeld(batch, queue, register);
+    } finally {
+      for (const [slug] of batch) this.#inFlight.delete(slug);
+    }
+  }
+
+  async #writeHeld(batch: Batch, queue: Map<string, PendingHeartbeat>, register: boolean): Promise<void> {
+    // Set here, at every write attempt (successful or not), rather than once per received heartbeat.
+    this.#o.metrics.pending.set(this.pending);
+    this.#o.metrics.pendingBytes.set(this.#bytes);
     const writeStartedAt = this.#o.clock.now().getTime();
     const stopTimer = this.#o.metrics.flushSeconds.startTimer();
     let rows: WrittenRow[];
@@ -421,7 +473,9 @@ export class HeartbeatWriter {
         unknown.length,
       );
     }
-    await this.#handOverIntegrations(written);
+    const handOver = this.#handOver.then(() => this.#handOverIntegrations(written));
+    this.#handOver = handOver;
+    await handOver;
   }
 
   /**

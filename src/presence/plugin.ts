@@ -43,6 +43,8 @@ export const presencePlugin = fp(
       flushIntervalMs: config.flushIntervalMs,
       bufferMax: config.heartbeatBufferMax,
       bufferMaxBytes: config.heartbeatBufferMaxBytes,
+      // PGlite runs one statement at a time: a second batch in flight would only wait.
+      concurrency: app.database.engine === 'postgres' ? 2 : 1,
       integrationSinks: app.integrationSinks,
     });
     const intake = new HeartbeatIntake({
