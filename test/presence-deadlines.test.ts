@@ -416,6 +416,38 @@ describe('deadlines', () => {
     expect(after.hot - before.hot).toBeGreaterThanOrEqual(slugs.length);
   });
 
+  it('the mass-offline guard looks due ids up only when they could trigger it', async () => {
+    const slugs = Array.from({ length: 30 }, (_, i) => `guard-bound-${i}`);
+    await catalogFor().writeHeartbeats(
+      slugs.map((s) => beat(s, clock.now())),
+      true,
+    );
+    clock.advance(100_000);
+    const { db, statements } = recording(handle.db);
+    const catalog = new CatalogService({ db, clock, thresholds, guard: noGrace });
+    const exact = await catalog.countPendingOffline();
+    expect(exact.exact).toBe(true);
+    expect(exact.pending).toBeGreaterThanOrEqual(30);
+
+    // Told an upper bound that cannot trigger it, the guard needs no more: one statement, no lookups.
+    statements.length = 0;
+    let told: { pending: number; live: number } | undefined;
+    const bounded = await catalog.countPendingOffline({
+      needed: (atMost) => {
+        told = atMost;
+        return false;
+      },
+    });
+    expect(statements).toHaveLength(1);
+    expect(bounded.exact).toBe(false);
+    expect(bounded.pending).toBeGreaterThanOrEqual(exact.pending);
+    expect(told).toEqual({ pending: bounded.pending, live: exact.live });
+
+    statements.length = 0;
+    expect(await catalog.countPendingOffline({ needed: () => true })).toEqual(exact);
+    expect(statements).toHaveLength(2);
+  });
+
   it('reads only what is due: every statement of a sweep, a status page and the counts uses an index', async () => {
     await query(
       handle.db,

@@ -721,14 +721,22 @@ export class CatalogService {
    * event), the live ones (from the counts, not by counting the catalog) plus those same recent
    * ones, and the hold any replica last recorded. Reads what is due, recent events through their
    * time index, and one row.
+   *
+   * `needed`: told an upper bound first (every id of those buckets counted as going offline, read
+   * from the queue rows alone), it says whether the exact count matters (it could trigger the guard,
+   * or one is holding). When it does not, the ids are not looked up and `pending` is that bound,
+   * marked `exact: false`: under load the due buckets hold many thousands of ids, almost all of
+   * them superseded, and looking each up on every look of the guard starved the sweeper that drops
+   * them.
    */
-  async countPendingOffline(): Promise<{ pending: number; live: number; hold: MassHold | null }> {
+  async countPendingOffline(
+    opts: { needed?: (atMost: { pending: number; live: number }) => boolean } = {},
+  ): Promise<{ pending: number; live: number; hold: MassHold | null; exact: boolean }> {
     const now = this.#clock.now();
-    const { heardSince } = this.#guard.state(now);
-    const rule = guardedStatusSql(now, this.#thresholds, { heardSince, holdAll: false });
     const recentFrom = new Date(now.getTime() - this.#thresholds.offlineAfterS * 1000);
+    const firstBuckets = SWEEP_MAX_BATCHES * SWEEP_BATCH_BUCKETS;
     const [row] = await query<{
-      pending: number;
+      due_ids: number;
       recent: number;
       live: number;
       since: Date | string | null;
@@ -737,8 +745,9 @@ export class CatalogService {
       hold_live: number | null;
     }>(
       this.#db,
-      sql`select (select count(*) from projects
-                  where id in ${this.dueIdsSql(now, { firstBuckets: SWEEP_MAX_BATCHES * SWEEP_BATCH_BUCKETS })} and status <> 'offline' and ${rule} = 'offline')::int as pending,
+      sql`select (select coalesce(sum(cardinality(project_ids)), 0) from (select project_ids from project_deadlines
+                  where due_at <= ${new Date(now.getTime() + DEADLINE_BUCKET_MS).toISOString()}::timestamptz
+                  order by due_at limit ${firstBuckets}) b)::int as due_ids,
                  (select count(*) from project_status_events
                   where at > ${recentFrom.toISOString()}::timestamptz and to_status = 'offline'
                     and from_status <> 'offline')::int as recent,
@@ -746,20 +755,29 @@ export class CatalogService {
                  h.since, h.until, h.pending as hold_pending, h.live as hold_live
           from (select 1) one left join presence_holds h on true`,
     );
-    if (!row) return { pending: 0, live: 0, hold: null };
-    return {
-      pending: row.pending + row.recent,
-      live: row.live + row.recent,
-      hold:
-        row.since === null || row.until === null
-          ? null
-          : {
-              since: date(row.since),
-              until: date(row.until),
-              pending: row.hold_pending ?? 0,
-              live: row.hold_live ?? 0,
-            },
-    };
+    if (!row) return { pending: 0, live: 0, hold: null, exact: true };
+    const hold =
+      row.since === null || row.until === null
+        ? null
+        : {
+            since: date(row.since),
+            until: date(row.until),
+            pending: row.hold_pending ?? 0,
+            live: row.hold_live ?? 0,
+          };
+    const live = row.live + row.recent;
+    const atMost = row.due_ids + row.recent;
+    if (row.due_ids === 0 || (opts.needed && !opts.needed({ pending: atMost, live }))) {
+      return { pending: atMost, live, hold, exact: row.due_ids === 0 };
+    }
+    const { heardSince } = this.#guard.state(now);
+    const rule = guardedStatusSql(now, this.#thresholds, { heardSince, holdAll: false });
+    const [counted] = await query<{ pending: number }>(
+      this.#db,
+      sql`select count(*)::int as pending from projects
+          where id in ${this.dueIdsSql(now, { firstBuckets })} and status <> 'offline' and ${rule} = 'offline'`,
+    );
+    return { pending: (counted?.pending ?? 0) + row.recent, live, hold, exact: true };
   }
 
   /** The mass-offline hold any replica last recorded (one row), or null. */

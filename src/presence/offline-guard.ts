@@ -120,7 +120,7 @@ export class PresenceOfflineGuard implements OfflineGuard {
    * for the sweeper to record for the others.
    */
   observe(counts: OfflineCounts, now: Date): MassHold | undefined {
-    const triggered = counts.pending >= MASS_OFFLINE_MIN && counts.pending > counts.live / 2;
+    const triggered = this.triggers(counts);
     const shared = counts.hold ?? null;
     if (shared && shared.until > now) {
       this.adopt(shared, now);
@@ -150,6 +150,11 @@ export class PresenceOfflineGuard implements OfflineGuard {
       this.#mass = { phase: 'idle' };
     }
     return undefined;
+  }
+
+  /** Whether these counts make a mass-offline event (more than half the live, at least MASS_OFFLINE_MIN). */
+  triggers(counts: Pick<OfflineCounts, 'pending' | 'live'>): boolean {
+    return counts.pending >= MASS_OFFLINE_MIN && counts.pending > counts.live / 2;
   }
 
   /** Takes on a hold as recorded for every replica (the one this guard started, or another's). */

@@ -227,14 +227,14 @@ describe('StatusSweeper', () => {
     let calls = 0;
     const flaky = new StatusSweeper({
       catalog: {
-        countPendingOffline: async () => ({ pending: 0, live: 0, hold: null }),
+        countPendingOffline: async () => ({ pending: 0, live: 0, hold: null, exact: true }),
         sweepStatuses: async () => {
           calls += 1;
           if (calls === 1) throw new Error('database went away');
           return [];
         },
       },
-      guard: { observe: () => undefined, adopt: () => {} },
+      guard: { observe: () => undefined, adopt: () => {}, triggers: () => false, massHolding: () => false },
       clock,
       log,
       intervalMs: 5,

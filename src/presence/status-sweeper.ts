@@ -18,7 +18,7 @@ export interface StatusSweeperOptions {
     recordMassHold?: CatalogService['recordMassHold'];
     currentMassHold?: CatalogService['currentMassHold'];
   };
-  guard: Pick<PresenceOfflineGuard, 'observe' | 'adopt'>;
+  guard: Pick<PresenceOfflineGuard, 'observe' | 'adopt' | 'triggers' | 'massHolding'>;
   clock: Clock;
   log: FastifyBaseLogger;
   metrics?: PresenceMetrics;
@@ -87,7 +87,12 @@ export class StatusSweeper {
     const at = this.#o.clock.now().getTime();
     if (this.#observedAt === undefined || at - this.#observedAt >= this.#o.intervalMs) {
       this.#observedAt = at;
-      const counts = await this.#o.catalog.countPendingOffline();
+      const guard = this.#o.guard;
+      // The exact count only where it can matter: it could trigger the guard, or a hold is on (its
+      // health shows the count).
+      const counts = await this.#o.catalog.countPendingOffline({
+        needed: (atMost) => guard.massHolding(this.#o.clock.now()) || guard.triggers(atMost),
+      });
       const started = this.#o.guard.observe(counts, this.#o.clock.now());
       // A hold this replica starts is recorded for the others; if one of theirs came first, it stands.
       if (started && this.#o.catalog.recordMassHold) {
