@@ -1,5 +1,5 @@
 /**
- * Databases of earlier releases (migrations 0000–0001, 0000–0002 and 0000–0004, with data) upgrade in place:
+ * Databases of earlier releases (migrations 0000–0001, 0000–0002, 0000–0004 and 0000–0005, with data) upgrade in place:
  * nothing is lost, counts start right, and every project that may still change has a deadline queued.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +17,7 @@ import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts
 let database: TestDatabase;
 let database2: TestDatabase;
 let database3: TestDatabase;
+let database4: TestDatabase;
 const folders: string[] = [];
 
 /** The migrations folder as a release that had the first `count` migrations shipped it. */
@@ -35,12 +36,14 @@ beforeAll(async () => {
   database = await createPostgresDatabase();
   database2 = await createPostgresDatabase();
   database3 = await createPostgresDatabase();
+  database4 = await createPostgresDatabase();
 });
 afterAll(async () => {
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
   await database?.drop();
   await database2?.drop();
   await database3?.drop();
+  await database4?.drop();
 });
 
 const queuedSql = `select slug, status,
@@ -215,6 +218,55 @@ describe('upgrading a database of the previous release', () => {
       expect((await catalog.getProject('v4-late')).status).toBe('degraded');
       expect((await catalog.getProjects({ status: 'degraded' })).projects.map((p) => p.slug)).toEqual([
         'v4-late',
+      ]);
+    } finally {
+      await handle.close();
+    }
+  });
+  it('from 0005: queued deadlines stay (owned by no replica, so looked up) and recent offline flips are counted', async () => {
+    const client = new pg.Client({ connectionString: database4.url });
+    await client.connect();
+    await migrate(drizzle({ client }), { migrationsFolder: releaseWith(6) });
+    const now = new Date();
+    const at = (s: number) => new Date(now.getTime() + s * 1000).toISOString();
+    await client.query(
+      `insert into projects (slug, name, hub_url, mesh_namespace, status, last_heartbeat_at, reported_health, status_changed_at)
+       values ('v5-late', 'a', 'http://a', 'hub.a', 'online', $1, 'ok', $1),
+              ('v5-gone', 'b', 'http://b', 'hub.b', 'offline', $2, 'ok', $3)`,
+      [at(-50), at(-120), at(-10)],
+    );
+    await client.query(
+      `insert into project_deadlines (due_at, project_ids)
+       select $1::timestamptz, array_agg(id) from projects where slug = 'v5-late'`,
+      [at(-5)],
+    );
+    await client.query(
+      `insert into project_status_events (project_id, from_status, to_status, at, reason)
+       select id, 'degraded', 'offline', $1, 'no heartbeat for more than 90s' from projects where slug = 'v5-gone'`,
+      [at(-10)],
+    );
+    await client.end();
+
+    const handle = await openDatabase({ databaseUrl: database4.url, dataDir: '' });
+    try {
+      await handle.migrate();
+      const check = new pg.Client({ connectionString: database4.url });
+      await check.connect();
+      expect(
+        (await check.query('select queued_by, cardinality(project_ids) as n from project_deadlines')).rows,
+      ).toEqual([{ queued_by: null, n: 1 }]);
+      await check.end();
+      const catalog = new CatalogService({
+        db: handle.db,
+        clock: new ManualClock(now.getTime()),
+        thresholds: { degradedAfterS: 45, offlineAfterS: 90 },
+        guard: { state: () => ({ heardSince: new Date(0), holdAll: false }) },
+      });
+      // The guard's count of recent offline flips reads the new partial index and finds the old one.
+      const counts = await catalog.countPendingOffline();
+      expect(counts.pending).toBeGreaterThanOrEqual(1);
+      expect((await catalog.sweepStatuses()).map((t) => `${t.slug}:${t.from}>${t.to}`)).toEqual([
+        'v5-late:online>degraded',
       ]);
     } finally {
       await handle.close();

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { asc, eq, getTableColumns, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Clock } from '../clock.ts';
 import { arrayParam, type Database, query } from '../db/connection.ts';
@@ -13,6 +14,7 @@ import {
   type TransitionsStoredHook,
   writeHeartbeats,
 } from './heartbeat-write.ts';
+import { KnownDeadlines } from './known-deadlines.ts';
 import {
   DEADLINE_BUCKET_MS,
   deadlineSql,
@@ -90,6 +92,8 @@ export const SWEEP_BATCH_BUCKETS = 4;
  * queues a deadline, most of them superseded by the next, so a sweeper behind would fall further).
  */
 const SWEEP_MAX_BATCHES = 25;
+/** The longest an id past its deadline waits, while the local writer is behind, before a sweep takes it again. */
+const RETRY_WAIT_MAX_MS = 5000;
 /** Count deltas are summed into one row once there are more than this many. */
 const COUNT_DELTAS_COMPACT_AT = 200;
 /** Serialises count compaction and recounting across replicas (pg_advisory_xact_lock). */
@@ -176,6 +180,10 @@ export class CatalogService {
   #onHeartbeatTransitions: TransitionListener | undefined;
   #onStored: TransitionsStoredHook | undefined;
   readonly #committed: Array<() => void> = [];
+  /** This replica, in the deadline queue (random: replicas never need to agree on it). */
+  readonly #replica = String(randomInt(1, 2 ** 47));
+  /** The deadlines this replica's heartbeat writes queued, so that sweeps drop superseded ones unread. */
+  readonly #known: KnownDeadlines;
 
   /**
    * `claimGraceMs`: a sweep claims a deadline only once it has passed by this much, so that a
@@ -195,6 +203,7 @@ export class CatalogService {
     this.#claimGraceMs = deps.claimGraceMs ?? 0;
     const startedAt = deps.clock.now();
     this.#guard = deps.guard ?? { state: () => ({ heardSince: startedAt, holdAll: false }) };
+    this.#known = new KnownDeadlines(startedAt.getTime());
   }
 
   get thresholds(): Thresholds {
@@ -342,7 +351,10 @@ export class CatalogService {
       thresholds: this.#thresholds,
       guard: this.#guard.state(this.#clock.now()),
       onStored: this.#onStored,
+      replica: this.#replica,
     });
+    // Committed (the common path is one statement): a sweep may now drop what these supersede.
+    if (result.queued) this.#known.recordPairs(result.queued);
     if (result.transitions.length > 0) {
       this.#notifyCommitted();
       await this.#onHeartbeatTransitions?.(result.transitions);
@@ -638,7 +650,38 @@ export class CatalogService {
 
     // In a bucket already due for readers (ceil(now) < now + a bucket), taken by the next sweep.
     const retryAt = nowTs;
+    // An id past its deadline but after the cutoff waits half the writer's lag (within bounds) before
+    // it is taken again: taking it at every sweep cost as many lookups a second as the lag is long.
+    const lagMs = now.getTime() - this.#claimGraceMs - claimBefore.getTime();
+    const retryWaitMs = Math.min(
+      RETRY_WAIT_MAX_MS,
+      Math.max(this.#claimGraceMs, lagMs / 2, DEADLINE_BUCKET_MS),
+    );
     return this.#db.transaction(async (tx) => {
+      const taken = await query<{ due_ms: string | number; ids: string; queued_by: string | null }>(
+        tx,
+        sql`delete from project_deadlines where id in (
+              select id from project_deadlines where due_at <= ${takeBeforeTs}
+                and (not_before is null or not_before <= ${nowTs})
+              order by due_at limit ${SWEEP_BATCH_BUCKETS} for update skip locked)
+            returning (extract(epoch from due_at) * 1000)::bigint as due_ms,
+                      array_to_string(project_ids, ',') as ids, queued_by::text`,
+      );
+      // Each id once, at its latest due time; ids this replica queued and has since written a later
+      // deadline for are dropped here, without a lookup (src/catalog/known-deadlines.ts).
+      const due = new Map<number, number>();
+      for (const t of taken) {
+        const ours = t.queued_by === this.#replica;
+        const dueMs = Number(t.due_ms);
+        for (const part of t.ids.split(',')) {
+          const id = Number(part);
+          if (!Number.isInteger(id) || (ours && this.#known.laterThan(id, dueMs))) continue;
+          const seen = due.get(id);
+          if (seen === undefined || seen < dueMs) due.set(id, dueMs);
+        }
+      }
+      if (due.size === 0) return { transitions: [], buckets: taken.length };
+      const idList = arrayParam([...due.keys()]);
       const rows = await query<{
         id: number | null;
         slug: string | null;
@@ -647,20 +690,16 @@ export class CatalogService {
         last_heartbeat_at: string | Date | null;
         reported_health: string | null;
         interval_s: number | null;
-        buckets: number;
       }>(
         tx,
-        sql`with taken as (
-              delete from project_deadlines where id in (
-                select id from project_deadlines where due_at <= ${takeBeforeTs}
-                order by due_at limit ${SWEEP_BATCH_BUCKETS} for update skip locked)
-              returning due_at, project_ids
-            ), ids as (
-              select u.id, max(t.due_at) as due from taken t, unnest(t.project_ids) u(id) group by u.id
+        sql`with ids as (
+              select u.id, timestamptz 'epoch' + u.due_ms * interval '1 millisecond' as due
+              from unnest(${idList}::int[], ${arrayParam([...due.values()])}::int8[]) u(id, due_ms)
             ), checked as (
               select p.id, ${deadlineSql(this.#thresholds, ruleColumns('p'))} as deadline, ids.due,
                      (p.status = 'offline' and ${rule} <> 'offline') or (p.status = 'degraded' and ${rule} = 'online') as better
-              from projects p join ids on ids.id = p.id
+              -- Found through the primary key whatever the planner makes of the list's length.
+              from projects p join ids on ids.id = p.id where p.id = any(${idList}::int[])
             ), overdue as (
               -- Past the deadline (and the grace), or stored worse than the rule now says (thresholds
               -- raised since the last run, rows written by hand): both are claimed.
@@ -682,18 +721,22 @@ export class CatalogService {
               ${queueDeadlines(sql`select id, next_due from locked
                 union all select id, ${retryAt} from overdue where id not in (select id from locked)
                 -- At its deadline, not yet past it (the rule flips strictly after): looked at again.
-                -- Past it but after the cutoff: queued where readers still see it as due, and looked
-                -- at again by the next sweep.
-                union all select id, case when deadline < ${nowTs} then ${retryAt} else deadline end from checked
-                where not better and deadline >= ${claimBeforeTs} and deadline <= due`)}
+                union all select id, deadline from checked
+                where not better and deadline >= ${nowTs} and deadline <= due`)}
+            ), waiting as (
+              -- Past it but after the cutoff (the local writer is behind): queued where readers still
+              -- see it as due, and taken again once the writer has had time to catch up.
+              ${queueDeadlines(
+                sql`select id, ${retryAt} from checked
+                    where not better and deadline >= ${claimBeforeTs} and deadline < ${nowTs}`,
+                { notBefore: sql`${new Date(now.getTime() + retryWaitMs).toISOString()}::timestamptz` },
+              )}
             )
-            select c.*, (select count(*) from taken)::int as buckets from claimed c
-            union all select null, null, null, null, null, null, null, (select count(*) from taken)::int`,
+            select c.* from claimed c`,
       );
       const transitions: Transition[] = [];
-      let buckets = 0;
+      const buckets = taken.length;
       for (const r of rows) {
-        buckets = r.buckets;
         if (r.id === null || r.slug === null || r.from_status === r.to_status) continue;
         const input = {
           lastHeartbeatAt: r.last_heartbeat_at === null ? null : new Date(r.last_heartbeat_at),
@@ -820,7 +863,8 @@ export class CatalogService {
   async nextDueAt(): Promise<Date | null> {
     const [row] = await query<{ at: Date | string | null }>(
       this.#db,
-      sql`select min(due_at) as at from project_deadlines`,
+      sql`select least((select min(due_at) from project_deadlines where not_before is null),
+                        (select min(greatest(due_at, not_before)) from project_deadlines where not_before is not null)) as at`,
     );
     return row?.at ? new Date(date(row.at).getTime() + this.#claimGraceMs) : null;
   }

@@ -19,6 +19,13 @@ import {
 export interface HeartbeatRow {
   slug: string;
   received_at: string;
+  /**
+   * When the first of the heartbeats this row stands for was received, when earlier than
+   * `received_at` (the writer keeps only the latest of each project while it is behind or the
+   * database is down): the project was heard from then on, so the rule is applied at that moment,
+   * not across the gap the buffer made.
+   */
+  heard_at?: string;
   /** 'leaving': the heartbeat carried `"state": "leaving"` (the project is shutting down). */
   health: 'ok' | 'degraded' | 'leaving';
   version: string | null;
@@ -47,6 +54,11 @@ export interface HeartbeatWriteResult {
   inserted: Set<string>;
   /** Transitions the heartbeats made (offline/degraded → online, a new project's first status, …), stored once. */
   transitions: Transition[];
+  /**
+   * The deadlines the common path queued, as `id:epoch-ms` pairs joined by commas (null when none),
+   * tagged with `replica` in the queue (see src/catalog/known-deadlines.ts).
+   */
+  queued: string | null;
 }
 
 const heartbeatStatusSql = (health: SQL) =>
@@ -90,6 +102,8 @@ export async function writeHeartbeats(
      * UPDATE of step 1. Any that meanwhile exist still take step 3.
      */
     unregistered?: boolean;
+    /** This replica's id: the deadlines of the common path are queued tagged with it. */
+    replica?: string;
   },
 ): Promise<HeartbeatWriteResult> {
   const result: HeartbeatWriteResult = {
@@ -97,12 +111,13 @@ export async function writeHeartbeats(
     unknown: new Set(),
     inserted: new Set(),
     transitions: [],
+    queued: null,
   };
   if (rows.length === 0) return result;
   const recordset = (json: string) =>
     sql`(select h.*, ${heartbeatStatusSql(sql`h.health`)} as new_status,
                 ${dueAfterHeartbeatSql(sql`h.received_at`, sql`h.health`, sql`h.interval_s`, opts.thresholds)} as due
-         from json_to_recordset(${json}::json) as h(slug text, received_at timestamptz, health text,
+         from json_to_recordset(${json}::json) as h(slug text, received_at timestamptz, heard_at timestamptz, health text,
               version text, interval_s float8, name text, hub_url text, mesh_namespace text, tags jsonb))`;
   const assignments = sql`last_heartbeat_at = h.received_at, reported_health = h.health, version = h.version,
       interval_s = h.interval_s, updated_at = h.received_at, held_until = null,
@@ -112,7 +127,9 @@ export async function writeHeartbeats(
   const newer = sql`(p.last_heartbeat_at is null or p.last_heartbeat_at <= h.received_at)`;
   // A row the rule had already moved away from its stored status when the heartbeat arrived has a
   // transition pending (not yet claimed by a sweep): it takes the locked path, which stores it first.
-  const onTime = sql`(${deadlineSql(opts.thresholds, ruleColumns('p'))} is null or ${deadlineSql(opts.thresholds, ruleColumns('p'))} >= h.received_at)`;
+  // Heard from at the first heartbeat the row stands for (see HeartbeatRow.heard_at).
+  const heard = sql`coalesce(least(h.heard_at, h.received_at), h.received_at)`;
+  const onTime = sql`(${deadlineSql(opts.thresholds, ruleColumns('p'))} is null or ${deadlineSql(opts.thresholds, ruleColumns('p'))} >= ${heard})`;
 
   const insert = opts.autoRegister
     ? sql`ins as (
@@ -137,9 +154,9 @@ export async function writeHeartbeats(
     : sql`ins as (select null::int as id, null::text as slug, null::text as status, null::timestamptz as last_heartbeat_at where false)`;
 
   // The common case, alone: no probe of the slug index for new projects unless a row was not updated.
-  const missed = opts.unregistered
-    ? rows.map(([slug]) => ({ slug }))
-    : await query<{ slug: string }>(
+  const common = opts.unregistered
+    ? rows.map(([slug]) => ({ slug, queued: null }))
+    : await query<{ slug: string | null; queued: string | null }>(
         db,
         sql`with h as ${recordset(jsonArray(rows))},
         upd as (
@@ -147,9 +164,17 @@ export async function writeHeartbeats(
           from h where p.slug = h.slug and ${newer} and p.status = h.new_status and ${onTime}
           returning p.id, p.slug, h.due
         ),
-        upd_due as (${queueDeadlines(sql`select id, due from upd`)})
-        select h.slug from h where not exists (select 1 from upd where upd.slug = h.slug)`,
+        upd_due as (${queueDeadlines(sql`select id, due from upd`, { queuedBy: opts.replica })})
+        select h.slug, null::text as queued from h where not exists (select 1 from upd where upd.slug = h.slug)
+        union all
+        select null, string_agg(id::text || ':' || floor(extract(epoch from due) * 1000)::bigint::text, ',')
+        from upd having count(due) > 0`,
       );
+  const missed: Array<{ slug: string }> = [];
+  for (const r of common) {
+    if (r.slug !== null) missed.push({ slug: r.slug });
+    else result.queued = r.queued;
+  }
   if (missed.length === 0) return result;
   const missedSlugs = new Set(missed.map((m) => m.slug));
   const findExceptions = async (tx: Database) => {
@@ -231,8 +256,8 @@ export async function writeHeartbeats(
           cur as (
             select p.id, p.status, h.slug, p.last_heartbeat_at, p.reported_health, p.interval_s,
                    -- A row some replica's sweep holds keeps its status until the hold ends.
-                   case when p.held_until > h.received_at then p.status
-                        else ${guardedStatusSql(sql`h.received_at`, opts.thresholds, opts.guard, old)} end as pending
+                   case when p.held_until > ${heard} then p.status
+                        else ${guardedStatusSql(heard, opts.thresholds, opts.guard, old)} end as pending
             from projects p join h on p.slug = h.slug where ${newer} for update of p
           ),
           upd as (
@@ -314,11 +339,14 @@ function pendingSince(
 /**
  * Appends deadlines to the queue (project_deadlines): one row per 100 ms bucket (and per
  * DEADLINE_ROW_IDS ids), due at its end.
- * `rows` is a SELECT of (id, due); rows without a due time are left out.
+ * `rows` is a SELECT of (id, due); rows without a due time are left out. `queuedBy`: the replica
+ * whose heartbeat write queues them (the common path only, see src/catalog/known-deadlines.ts).
+ * `notBefore`: no sweep takes them before then (see `project_deadlines.not_before`).
  */
-export function queueDeadlines(rows: SQL): SQL {
-  return sql`insert into project_deadlines (due_at, project_ids)
-    select b.due_at, array_agg(b.id) from (
+export function queueDeadlines(rows: SQL, opts: { queuedBy?: string; notBefore?: SQL } = {}): SQL {
+  const by = opts.queuedBy === undefined ? sql`null::bigint` : sql`${opts.queuedBy}::bigint`;
+  return sql`insert into project_deadlines (due_at, project_ids, queued_by, not_before)
+    select b.due_at, array_agg(b.id), ${by}, ${opts.notBefore ?? sql`null::timestamptz`} from (
       select ${deadlineBucketSql(sql`d.due`)} as due_at, d.id,
              (row_number() over () - 1) / ${DEADLINE_ROW_IDS} as chunk
       from (${rows}) d(id, due) where d.due is not null) b

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
   bigserial,
   boolean,
   check,
@@ -93,6 +94,10 @@ export const projectStatusEvents = pgTable(
   (t) => [
     index('idx_status_events_project_at').on(t.projectId, t.at),
     index('idx_status_events_at').on(t.at),
+    // The mass-offline guard counts the offline flips of the last threshold at every look.
+    index('idx_status_events_offline_at')
+      .on(t.at)
+      .where(sql`${t.toStatus} = 'offline' and ${t.fromStatus} <> 'offline'`),
   ],
 );
 
@@ -123,8 +128,22 @@ export const projectDeadlines = pgTable(
     id: bigserial('id', { mode: 'number' }).primaryKey(),
     dueAt: tz('due_at').notNull(),
     projectIds: integer('project_ids').array().notNull(),
+    /**
+     * The replica whose heartbeat write (the common path) queued these deadlines, else null: that
+     * replica drops them without a lookup once it has written a later one (src/catalog/known-deadlines.ts).
+     */
+    queuedBy: bigint('queued_by', { mode: 'number' }),
+    /**
+     * Not taken by a sweep before this (null: as soon as due). Set on ids past their deadline that a
+     * sweep could not claim yet because the local writer is behind: due for readers, not retaken at
+     * once by the sweeper.
+     */
+    notBefore: tz('not_before'),
   },
-  (t) => [index('idx_project_deadlines_due_at').on(t.dueAt)],
+  (t) => [
+    index('idx_project_deadlines_due_at').on(t.dueAt),
+    index('idx_project_deadlines_not_before').on(t.notBefore).where(sql`${t.notBefore} is not null`),
+  ],
 );
 
 /**
