@@ -326,6 +326,30 @@ describe('HeartbeatWriter', () => {
     expect(writer.health().status).toBe('ok');
   });
 
+  it('a heartbeat standing for those buffered during an outage is heard from the first: no false offline in history', async () => {
+    const { clock, writer, state } = makeWriter();
+    const slug = slugOf('outage');
+    writer.enqueue(hb(slug, { version: 'v0' }), clock.now());
+    await writer.flush();
+    state.down = true;
+    // Beating every 30 s for two minutes while nothing can be written: only the latest is kept.
+    for (let i = 1; i <= 4; i++) {
+      clock.advance(30_000);
+      writer.enqueue(hb(slug, { version: `v${i}` }), clock.now());
+      if (i === 2) await expect(writer.flush()).rejects.toThrow();
+    }
+    state.down = false;
+    await writer.flush();
+    const events = await query<{ from_status: string; to_status: string }>(
+      handle.db,
+      sql`select e.from_status, e.to_status from project_status_events e join projects p on p.id = e.project_id
+          where p.slug = ${slug} order by e.id`,
+    );
+    // Registered online, and never offline or degraded: it was heard all along.
+    expect(events).toEqual([{ from_status: 'offline', to_status: 'online' }]);
+    expect((await row(slug))?.version).toBe('v4');
+  });
+
   it('writes on its own within the flush interval', async () => {
     const { clock, writer } = makeWriter({ flushIntervalMs: 20 });
     const slug = slugOf('timer');

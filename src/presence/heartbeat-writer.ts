@@ -28,10 +28,17 @@ export interface PendingHeartbeat {
   sinceMs: number;
   /** Its approximate size, counted against the byte budget. */
   bytes: number;
+  /** When the first heartbeat this entry stands for was received (its row's `heard_at`). */
+  heardMs: number;
+  /** Taken into a batch being written: a heartbeat replacing it stands only for itself, unless that write fails. */
+  picked?: true;
+  /** Replacing a picked entry: its `heardMs`, taken back if the write fails. */
+  heardIfUnwritten?: number;
   integrations?: Heartbeat['integrations'];
 }
 
 function pendingOf(heartbeat: Heartbeat, receivedAt: Date, bytes: number): PendingHeartbeat {
+  const at = receivedAt.getTime();
   const row: HeartbeatRow = {
     slug: heartbeat.project_slug,
     received_at: receivedAt.toISOString(),
@@ -43,8 +50,13 @@ function pendingOf(heartbeat: Heartbeat, receivedAt: Date, bytes: number): Pendi
     mesh_namespace: heartbeat.mesh_namespace,
     tags: heartbeat.tags ?? null,
   };
-  const at = receivedAt.getTime();
-  const entry: PendingHeartbeat = { json: heartbeatRowJson(row), receivedAtMs: at, sinceMs: at, bytes };
+  const entry: PendingHeartbeat = {
+    json: heartbeatRowJson(row),
+    receivedAtMs: at,
+    sinceMs: at,
+    bytes,
+    heardMs: at,
+  };
   if (heartbeat.integrations) entry.integrations = heartbeat.integrations;
   return entry;
 }
@@ -206,6 +218,9 @@ export class HeartbeatWriter {
       if (current.receivedAtMs <= receivedAt.getTime()) {
         const entry = pendingOf(heartbeat, receivedAt, bytes);
         entry.sinceMs = current.sinceMs;
+        // It stands for the beats it replaces, unless those are being written now.
+        if (current.picked) entry.heardIfUnwritten = current.heardMs;
+        else entry.heardMs = Math.min(current.heardMs, current.heardIfUnwritten ?? current.heardMs);
         queue.set(slug, entry);
         this.#bytes += bytes - current.bytes;
       }
@@ -371,11 +386,24 @@ export class HeartbeatWriter {
    * is on. Its projects are held from other writes until it ends.
    */
   async #writeBatch(batch: Batch, queue: Map<string, PendingHeartbeat>, register: boolean): Promise<void> {
-    for (const [slug] of batch) this.#inFlight.add(slug);
+    for (const [slug, entry] of batch) {
+      this.#inFlight.add(slug);
+      entry.picked = true;
+    }
+    let written = false;
     try {
       await this.#writeHeld(batch, queue, register);
+      written = true;
     } finally {
-      for (const [slug] of batch) this.#inFlight.delete(slug);
+      for (const [slug, entry] of batch) {
+        this.#inFlight.delete(slug);
+        entry.picked = undefined;
+        const current = this.#pending.get(slug) ?? this.#unregistered.get(slug);
+        if (!current || current === entry || current.heardIfUnwritten === undefined) continue;
+        // Not written: the heartbeat that replaced it stands for both again.
+        if (!written) current.heardMs = Math.min(current.heardMs, current.heardIfUnwritten);
+        current.heardIfUnwritten = undefined;
+      }
     }
   }
 
@@ -502,7 +530,16 @@ export class HeartbeatWriter {
   }
 
   async #write(batch: Batch, register: boolean): Promise<WrittenRow[]> {
-    const rows = batch.map(([slug, e]) => [slug, e.json] as const);
+    // A row standing for several heartbeats says since when the project was heard (HeartbeatRow.heard_at).
+    const rows = batch.map(
+      ([slug, e]) =>
+        [
+          slug,
+          e.heardMs < e.receivedAtMs
+            ? `{"heard_at":"${new Date(e.heardMs).toISOString()}",${e.json.slice(1)}`
+            : e.json,
+        ] as const,
+    );
     const result = await this.#o.catalog.writeHeartbeats(rows, register, { unregistered: register });
     return batch.map(([slug]) => ({
       slug,
