@@ -728,7 +728,7 @@ export class CatalogService {
               -- see it as due, and taken again once the writer has had time to catch up.
               ${queueDeadlines(
                 sql`select id, ${retryAt} from checked
-                    where not better and deadline >= ${claimBeforeTs} and deadline < ${nowTs}`,
+                    where not better and deadline >= ${claimBeforeTs} and deadline < ${nowTs} and deadline <= due`,
                 { notBefore: sql`${new Date(now.getTime() + retryWaitMs).toISOString()}::timestamptz` },
               )}
             )

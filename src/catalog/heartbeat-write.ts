@@ -129,6 +129,7 @@ export async function writeHeartbeats(
   // transition pending (not yet claimed by a sweep): it takes the locked path, which stores it first.
   // Heard from at the first heartbeat the row stands for (see HeartbeatRow.heard_at).
   const heard = sql`coalesce(least(h.heard_at, h.received_at), h.received_at)`;
+  const heardAfterChange = sql`greatest(${heard}, least(p.status_changed_at, h.received_at))`;
   const onTime = sql`(${deadlineSql(opts.thresholds, ruleColumns('p'))} is null or ${deadlineSql(opts.thresholds, ruleColumns('p'))} >= ${heard})`;
 
   const insert = opts.autoRegister
@@ -256,8 +257,10 @@ export async function writeHeartbeats(
           cur as (
             select p.id, p.status, h.slug, p.last_heartbeat_at, p.reported_health, p.interval_s,
                    -- A row some replica's sweep holds keeps its status until the hold ends.
-                   case when p.held_until > ${heard} then p.status
-                        else ${guardedStatusSql(heard, opts.thresholds, opts.guard, old)} end as pending
+                   -- Judged when it was first heard, but never before the stored status's own change
+                   -- (another replica may have claimed one meanwhile): history stays in time order.
+                   case when p.held_until > ${heardAfterChange} then p.status
+                        else ${guardedStatusSql(heardAfterChange, opts.thresholds, opts.guard, old)} end as pending
             from projects p join h on p.slug = h.slug where ${newer} for update of p
           ),
           upd as (

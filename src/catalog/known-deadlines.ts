@@ -27,7 +27,7 @@ export class KnownDeadlines {
     this.#maxIds = maxIds;
   }
 
-  /** Records `id`'s deadline, at `deadlineMs`, queued by a write that has committed. */
+  /** Records `id`'s deadline, at `deadlineMs`, queued by the write of it that committed last. */
   record(id: number, deadlineMs: number): void {
     if (!Number.isInteger(id) || id <= 0 || id >= this.#maxIds) return;
     const units = Math.floor((deadlineMs - this.#epochMs) / UNIT_MS);
@@ -39,7 +39,9 @@ export class KnownDeadlines {
       grown.set(this.#units);
       this.#units = grown;
     }
-    if (units > (this.#units[id] ?? 0)) this.#units[id] = units;
+    // The latest write's, not the largest: a deadline that moved earlier (a shorter interval_s) is
+    // the one the queue must keep. Writes of one id are recorded in commit order (one batch at a time).
+    this.#units[id] = units;
   }
 
   /** Records the `id:deadline-ms` pairs, comma-separated, that a heartbeat write returned. */

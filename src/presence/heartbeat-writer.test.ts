@@ -350,6 +350,32 @@ describe('HeartbeatWriter', () => {
     expect((await row(slug))?.version).toBe('v4');
   });
 
+  it('a project silent for longer than its threshold while nothing could be written keeps that silence in history', async () => {
+    const { clock, writer, state } = makeWriter();
+    const slug = slugOf('crashed');
+    writer.enqueue(hb(slug, { version: 'v0' }), clock.now());
+    await writer.flush();
+    state.down = true;
+    clock.advance(30_000);
+    writer.enqueue(hb(slug, { version: 'v1' }), clock.now());
+    await expect(writer.flush()).rejects.toThrow();
+    // Crashed after its beat at 30 s, back at 9 min: the buffer must not make it look heard since 30 s.
+    clock.advance(510_000);
+    writer.enqueue(hb(slug, { version: 'v2' }), clock.now());
+    state.down = false;
+    await writer.flush();
+    const events = await query<{ from_status: string; to_status: string }>(
+      handle.db,
+      sql`select e.from_status, e.to_status from project_status_events e join projects p on p.id = e.project_id
+          where p.slug = ${slug} order by e.id`,
+    );
+    expect(events.map((e) => `${e.from_status}>${e.to_status}`)).toEqual([
+      'offline>online',
+      'online>offline',
+      'offline>online',
+    ]);
+  });
+
   it('writes on its own within the flush interval', async () => {
     const { clock, writer } = makeWriter({ flushIntervalMs: 20 });
     const slug = slugOf('timer');

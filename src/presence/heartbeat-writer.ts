@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { CatalogService } from '../catalog/catalog-service.ts';
 import { type HeartbeatRow, heartbeatRowJson } from '../catalog/heartbeat-write.ts';
+import { DEGRADED_FACTOR } from '../catalog/status-rule.ts';
 import type { Clock } from '../clock.ts';
 import { DEFAULT_BUFFER_MAX_BYTES } from '../config.ts';
 import type { IntegrationsSink } from '../core.ts';
@@ -80,6 +81,11 @@ export interface HeartbeatWriterOptions {
    * behind catches up on both cores instead of one.
    */
   concurrency?: number;
+  /**
+   * A heartbeat arriving longer than this after the one it replaces in the buffer (the degraded
+   * threshold, or 1.5x the project's interval_s) starts a row heard from itself (default 45 s).
+   */
+  silenceMs?: number;
   /** Read at every flush, so sinks registered later are seen (app.integrationSinks). */
   integrationSinks?: readonly IntegrationsSink[];
 }
@@ -160,6 +166,7 @@ export class HeartbeatWriter {
     this.#o = {
       maxBatchRows: DEFAULT_MAX_BATCH_ROWS,
       concurrency: 1,
+      silenceMs: 45_000,
       bufferMaxBytes: DEFAULT_BUFFER_MAX_BYTES,
       integrationSinks: [],
       ...opts,
@@ -218,9 +225,19 @@ export class HeartbeatWriter {
       if (current.receivedAtMs <= receivedAt.getTime()) {
         const entry = pendingOf(heartbeat, receivedAt, bytes);
         entry.sinceMs = current.sinceMs;
-        // It stands for the beats it replaces, unless those are being written now.
-        if (current.picked) entry.heardIfUnwritten = current.heardMs;
-        else entry.heardMs = Math.min(current.heardMs, current.heardIfUnwritten ?? current.heardMs);
+        // It stands for the beats it replaces, unless those are being written now, or it comes after
+        // a silence the status rule would count (a project that crashed and came back while nothing
+        // could be written must not look heard all along).
+        const silenceMs = heartbeat.interval_s
+          ? heartbeat.interval_s * 1000 * DEGRADED_FACTOR
+          : this.#o.silenceMs;
+        if (receivedAt.getTime() - current.receivedAtMs > silenceMs) {
+          // Heard from this heartbeat on only.
+        } else if (current.picked) entry.heardIfUnwritten = current.heardMs;
+        else {
+          entry.heardMs = current.heardMs;
+          if (current.heardIfUnwritten !== undefined) entry.heardIfUnwritten = current.heardIfUnwritten;
+        }
         queue.set(slug, entry);
         this.#bytes += bytes - current.bytes;
       }
@@ -502,7 +519,7 @@ export class HeartbeatWriter {
       );
     }
     const handOver = this.#handOver.then(() => this.#handOverIntegrations(written));
-    this.#handOver = handOver;
+    this.#handOver = handOver.catch(() => {});
     await handOver;
   }
 

@@ -45,6 +45,7 @@ export const presencePlugin = fp(
       bufferMaxBytes: config.heartbeatBufferMaxBytes,
       // PGlite runs one statement at a time: a second batch in flight would only wait.
       concurrency: app.database.engine === 'postgres' ? 2 : 1,
+      silenceMs: (config.degradedAfterS > 0 ? config.degradedAfterS : config.offlineAfterS) * 1000,
       integrationSinks: app.integrationSinks,
     });
     const intake = new HeartbeatIntake({
