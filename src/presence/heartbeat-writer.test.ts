@@ -96,6 +96,16 @@ function makeWriter(
   return { clock, writer, state, counter, metrics, rejections, db };
 }
 
+/** The project's stored transitions, oldest first, as `from>to`. */
+async function transitionsOf(slug: string): Promise<string[]> {
+  const events = await query<{ from_status: string; to_status: string }>(
+    handle.db,
+    sql`select e.from_status, e.to_status from project_status_events e join projects p on p.id = e.project_id
+        where p.slug = ${slug} order by e.id`,
+  );
+  return events.map((e) => `${e.from_status}>${e.to_status}`);
+}
+
 async function row(slug: string, db: Database = handle.db) {
   const rows = await query<{
     version: string | null;
@@ -340,13 +350,9 @@ describe('HeartbeatWriter', () => {
     }
     state.down = false;
     await writer.flush();
-    const events = await query<{ from_status: string; to_status: string }>(
-      handle.db,
-      sql`select e.from_status, e.to_status from project_status_events e join projects p on p.id = e.project_id
-          where p.slug = ${slug} order by e.id`,
-    );
+    const events = await transitionsOf(slug);
     // Registered online, and never offline or degraded: it was heard all along.
-    expect(events).toEqual([{ from_status: 'offline', to_status: 'online' }]);
+    expect(events).toEqual(['offline>online']);
     expect((await row(slug))?.version).toBe('v4');
   });
 
@@ -364,16 +370,8 @@ describe('HeartbeatWriter', () => {
     writer.enqueue(hb(slug, { version: 'v2' }), clock.now());
     state.down = false;
     await writer.flush();
-    const events = await query<{ from_status: string; to_status: string }>(
-      handle.db,
-      sql`select e.from_status, e.to_status from project_status_events e join projects p on p.id = e.project_id
-          where p.slug = ${slug} order by e.id`,
-    );
-    expect(events.map((e) => `${e.from_status}>${e.to_status}`)).toEqual([
-      'offline>online',
-      'online>offline',
-      'offline>online',
-    ]);
+    const events = await transitionsOf(slug);
+    expect(events).toEqual(['offline>online', 'online>offline', 'offline>online']);
   });
 
   it('writes on its own within the flush interval', async () => {
