@@ -139,6 +139,52 @@ describe('status transitions on PostgreSQL with real NATS', () => {
     expect(latencies[2]).toBeLessThanOrEqual(250);
   });
 
+  it('a heartbeat held up behind a slow write keeps its project from being judged silent', async () => {
+    const slug = uniqueSlug('slowwrite');
+    nc.publish(presenceSubject(slug), JSON.stringify(heartbeatPayload(slug)));
+    await waitFor(async () => (await findProject(app, slug))?.status === 'online', { what: 'registered' });
+    // The next write of this project waits until the test lets it go: its heartbeat stays in the
+    // writer's buffer past the degraded threshold (1 s) of the one stored.
+    let release = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let held = false;
+    const catalog = app.catalog;
+    const write = catalog.writeHeartbeats.bind(catalog);
+    catalog.writeHeartbeats = async (rows, ...rest) => {
+      if (rows.some(([s]) => s === slug)) {
+        held = true;
+        await gate;
+      }
+      return write(rows, ...rest);
+    };
+    // It goes on beating, five times a threshold: every heartbeat waits behind the held one.
+    const beat = () => nc.publish(presenceSubject(slug), JSON.stringify(heartbeatPayload(slug)));
+    const beating = setInterval(beat, 200);
+    try {
+      beat();
+      await waitFor(() => held, { what: 'the write held' });
+      const stored = new Date((await findProject(app, slug))?.last_heartbeat_at as string).getTime();
+      // Sweeps after the stored heartbeat's degraded deadline (and the claim grace) have passed.
+      const after = stored + 1000 + 2 * app.config.flushIntervalMs + 500;
+      await waitFor(() => (app.sweeper.lastSweepAt?.getTime() ?? 0) > after, {
+        timeoutMs: 10_000,
+        what: 'sweeps past the deadline',
+      });
+      release();
+      catalog.writeHeartbeats = write;
+      await waitFor(async () => (await findProject(app, slug))?.status === 'online', { what: 'written' });
+    } finally {
+      release();
+      catalog.writeHeartbeats = write;
+      clearInterval(beating);
+    }
+    const history = (await app.inject(`/api/fed/projects/${slug}/history`)).json();
+    // Heard all along: no degraded, then online again.
+    expect(history.transitions.map((t: StatusEvent) => `${t.from}>${t.to}`)).toEqual(['offline>online']);
+  });
+
   it('answers 404 for the history of an unknown project', async () => {
     const res = await app.inject(`/api/fed/projects/${uniqueSlug('nobody')}/history`);
     expect(res.statusCode).toBe(404);

@@ -92,8 +92,8 @@ export const SWEEP_BATCH_BUCKETS = 4;
  * queues a deadline, most of them superseded by the next, so a sweeper behind would fall further).
  */
 const SWEEP_MAX_BATCHES = 25;
-/** The longest an id past its deadline waits, while the local writer is behind, before a sweep takes it again. */
-const RETRY_WAIT_MAX_MS = 5000;
+/** How long an id past its deadline waits, while the local writer holds a heartbeat of it, before a sweep takes it again. */
+const UNWRITTEN_RETRY_MS = 5000;
 /** Count deltas are summed into one row once there are more than this many. */
 const COUNT_DELTAS_COMPACT_AT = 200;
 /** Serialises count compaction and recounting across replicas (pg_advisory_xact_lock). */
@@ -616,10 +616,10 @@ export class CatalogService {
    * latest row to disagree with the rule, so each transition is claimed exactly once however many
    * replicas sweep. What is not due is never read.
    */
-  async sweepStatuses(opts: { heardBefore?: Date } = {}): Promise<Transition[]> {
+  async sweepStatuses(opts: { unwritten?: (slug: string) => boolean } = {}): Promise<Transition[]> {
     const all: Transition[] = [];
     for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-      const { transitions, buckets } = await this.#sweepBatch(opts.heardBefore);
+      const { transitions, buckets } = await this.#sweepBatch(opts.unwritten);
       if (transitions.length > 0) this.#notifyCommitted();
       all.push(...transitions);
       if (buckets < SWEEP_BATCH_BUCKETS) break;
@@ -628,40 +628,32 @@ export class CatalogService {
   }
 
   /**
-   * `heardBefore`: every heartbeat this replica received before it is written (the local writer's
-   * oldest unwritten one arrived then): no deadline later than that is claimed, so one still in the
-   * buffer behind a long write never makes a false pair of transitions.
+   * `unwritten`: whether this replica holds a heartbeat of the project it has not written yet (the
+   * local writer's buffer, including the batches being written). Such a project is not judged
+   * silent: its flip waits (`project_deadlines.not_before`) for the write, which supersedes it, so a
+   * heartbeat waiting behind a long write never makes a false pair of transitions, and every other
+   * project is claimed on time however far behind the writer is.
    */
-  async #sweepBatch(heardBefore?: Date): Promise<{ transitions: Transition[]; buckets: number }> {
+  async #sweepBatch(
+    unwritten?: (slug: string) => boolean,
+  ): Promise<{ transitions: Transition[]; buckets: number }> {
     const now = this.#clock.now();
-    const claimBefore = new Date(
-      Math.min(now.getTime() - this.#claimGraceMs, heardBefore?.getTime() ?? Number.POSITIVE_INFINITY),
-    );
+    const claimBefore = new Date(now.getTime() - this.#claimGraceMs);
     const guard = this.#guard.state(now);
     const rule = guardedStatusSql(now, this.#thresholds, guard);
     // The rule without the guards: where it differs from `rule`, a guard holds the row's offline flip.
     const unguarded = guardedStatusSql(now, this.#thresholds, { heardSince: new Date(0), holdAll: false });
     const nowTs = sql`${now.toISOString()}::timestamptz`;
     const claimBeforeTs = sql`${claimBefore.toISOString()}::timestamptz`;
-    // Buckets are taken up to the grace even when the local writer holds claims back further
-    // (`heardBefore`): their superseded ids (most of them: every heartbeat queues a deadline) are
-    // dropped at once, so the queue readers consult stays a sweep's worth while the writer is behind.
-    const takeBeforeTs = sql`${new Date(now.getTime() - this.#claimGraceMs).toISOString()}::timestamptz`;
-
     // In a bucket already due for readers (ceil(now) < now + a bucket), taken by the next sweep.
     const retryAt = nowTs;
-    // An id past its deadline but after the cutoff waits half the writer's lag (within bounds) before
-    // it is taken again: taking it at every sweep cost as many lookups a second as the lag is long.
-    const lagMs = now.getTime() - this.#claimGraceMs - claimBefore.getTime();
-    const retryWaitMs = Math.min(
-      RETRY_WAIT_MAX_MS,
-      Math.max(this.#claimGraceMs, lagMs / 2, DEADLINE_BUCKET_MS),
-    );
+    const waitUntil = (ms: number) =>
+      sql`${new Date(now.getTime() + Math.max(ms, DEADLINE_BUCKET_MS)).toISOString()}::timestamptz`;
     return this.#db.transaction(async (tx) => {
       const taken = await query<{ due_ms: string | number; ids: string; queued_by: string | null }>(
         tx,
         sql`delete from project_deadlines where id in (
-              select id from project_deadlines where due_at <= ${takeBeforeTs}
+              select id from project_deadlines where due_at <= ${claimBeforeTs}
                 and (not_before is null or not_before <= ${nowTs})
               order by due_at limit ${SWEEP_BATCH_BUCKETS} for update skip locked)
             returning (extract(epoch from due_at) * 1000)::bigint as due_ms,
@@ -682,6 +674,39 @@ export class CatalogService {
       }
       if (due.size === 0) return { transitions: [], buckets: taken.length };
       const idList = arrayParam([...due.keys()]);
+      // What is late, with its slug; what is not is dropped (a later heartbeat queued its own
+      // deadline) or queued again where it now falls due.
+      const overdue = await query<{ id: number; slug: string; better: boolean }>(
+        tx,
+        sql`with ids as (
+              select u.id, timestamptz 'epoch' + u.due_ms * interval '1 millisecond' as due
+              from unnest(${idList}::int[], ${arrayParam([...due.values()])}::int8[]) u(id, due_ms)
+            ), checked as (
+              select p.id, p.slug, ${deadlineSql(this.#thresholds, ruleColumns('p'))} as deadline, ids.due,
+                     (p.status = 'offline' and ${rule} <> 'offline') or (p.status = 'degraded' and ${rule} = 'online') as better
+              -- Found through the primary key whatever the planner makes of the list's length.
+              from projects p join ids on ids.id = p.id where p.id = any(${idList}::int[])
+            ), at_deadline as (
+              -- At its deadline, not yet past it (the rule flips strictly after): looked at again.
+              ${queueDeadlines(sql`select id, deadline from checked
+                where not better and deadline >= ${nowTs} and deadline <= due`)}
+            ), in_grace as (
+              -- Past it by less than the grace: queued where readers see it as due, taken once past.
+              ${queueDeadlines(
+                sql`select id, ${retryAt} from checked
+                    where not better and deadline >= ${claimBeforeTs} and deadline < ${nowTs} and deadline <= due`,
+                { notBefore: waitUntil(this.#claimGraceMs) },
+              )}
+            )
+            -- Past the deadline (and the grace), or stored worse than the rule now says (thresholds
+            -- raised since the last run, rows written by hand): both are claimed.
+            select id, slug, better from checked where deadline < ${claimBeforeTs} or better`,
+      );
+      if (overdue.length === 0) return { transitions: [], buckets: taken.length };
+      const claim: number[] = [];
+      const waiting: number[] = [];
+      for (const o of overdue) (!o.better && unwritten?.(o.slug) ? waiting : claim).push(o.id);
+      const claimList = arrayParam(claim);
       const rows = await query<{
         id: number | null;
         slug: string | null;
@@ -692,23 +717,12 @@ export class CatalogService {
         interval_s: number | null;
       }>(
         tx,
-        sql`with ids as (
-              select u.id, timestamptz 'epoch' + u.due_ms * interval '1 millisecond' as due
-              from unnest(${idList}::int[], ${arrayParam([...due.values()])}::int8[]) u(id, due_ms)
-            ), checked as (
-              select p.id, ${deadlineSql(this.#thresholds, ruleColumns('p'))} as deadline, ids.due,
-                     (p.status = 'offline' and ${rule} <> 'offline') or (p.status = 'degraded' and ${rule} = 'online') as better
-              -- Found through the primary key whatever the planner makes of the list's length.
-              from projects p join ids on ids.id = p.id where p.id = any(${idList}::int[])
-            ), overdue as (
-              -- Past the deadline (and the grace), or stored worse than the rule now says (thresholds
-              -- raised since the last run, rows written by hand): both are claimed.
-              select id from checked where deadline < ${claimBeforeTs} or better
-            ), locked as (
+        sql`with locked as (
+              -- The latest row, locked: the rule decides again (a heartbeat may have been written since).
               select id, status as from_status, ${rule} as to_status, held_until as was_held_until,
                      ${rule} <> ${unguarded} as held,
                      ${nextDueSql(rule, now, this.#thresholds, guard)} as next_due
-              from projects where id in (select id from overdue) for update skip locked
+              from projects where id = any(${claimList}::int[]) for update skip locked
             ), claimed as (
               -- A held row keeps its status and records until when (its requeued deadline), for readers.
               update projects p set status = l.to_status,
@@ -719,17 +733,16 @@ export class CatalogService {
               returning p.id, p.slug, l.from_status, l.to_status, p.last_heartbeat_at, p.reported_health, p.interval_s
             ), requeued as (
               ${queueDeadlines(sql`select id, next_due from locked
-                union all select id, ${retryAt} from overdue where id not in (select id from locked)
-                -- At its deadline, not yet past it (the rule flips strictly after): looked at again.
-                union all select id, deadline from checked
-                where not better and deadline >= ${nowTs} and deadline <= due`)}
+                union all select c.id, ${retryAt} from unnest(${claimList}::int[]) c(id)
+                where c.id not in (select id from locked)`)}
             ), waiting as (
-              -- Past it but after the cutoff (the local writer is behind): queued where readers still
-              -- see it as due, and taken again once the writer has had time to catch up.
+              -- A heartbeat of the project is in this replica's buffer: queued where readers still see
+              -- it as due, and taken again once the writer has had time to write it (it then drops).
               ${queueDeadlines(
-                sql`select id, ${retryAt} from checked
-                    where not better and deadline >= ${claimBeforeTs} and deadline < ${nowTs} and deadline <= due`,
-                { notBefore: sql`${new Date(now.getTime() + retryWaitMs).toISOString()}::timestamptz` },
+                sql`select w.id, ${retryAt} from unnest(${arrayParam(waiting)}::int[]) w(id)`,
+                {
+                  notBefore: waitUntil(UNWRITTEN_RETRY_MS),
+                },
               )}
             )
             select c.* from claimed c`,

@@ -25,8 +25,6 @@ export const CLOSE_FLUSH_DEADLINE_MS = 10_000;
 export interface PendingHeartbeat {
   json: string;
   receivedAtMs: number;
-  /** When the oldest heartbeat this entry stands for (it replaced the ones before it) was received. */
-  sinceMs: number;
   /** Its approximate size, counted against the byte budget. */
   bytes: number;
   /** When the first heartbeat this entry stands for was received (its row's `heard_at`). */
@@ -54,7 +52,6 @@ function pendingOf(heartbeat: Heartbeat, receivedAt: Date, bytes: number): Pendi
   const entry: PendingHeartbeat = {
     json: heartbeatRowJson(row),
     receivedAtMs: at,
-    sinceMs: at,
     bytes,
     heardMs: at,
   };
@@ -179,21 +176,11 @@ export class HeartbeatWriter {
   }
 
   /**
-   * When the oldest heartbeat not yet written of a project that may be registered was received
-   * (undefined when none is pending): a sweep claims no deadline after it, so a heartbeat waiting
-   * behind a long write never makes a false pair of transitions. Entries are kept in the order they
-   * were first pending, so this is the first one's of each queue (an entry refreshed during a write
-   * goes to the back, which can make it late by up to that write's duration).
+   * Whether a heartbeat of `slug` is pending (not yet written, or in a write in progress): its
+   * project has been heard, whatever the database says yet.
    */
-  oldestPendingAt(): Date | undefined {
-    // A project waiting for its registration batch may have been registered meanwhile (by another
-    // replica, the API or projects.yaml): its heartbeat counts too.
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const queue of [this.#pending, this.#unregistered]) {
-      const first = queue.values().next();
-      if (!first.done) oldest = Math.min(oldest, first.value.sinceMs);
-    }
-    return oldest === Number.POSITIVE_INFINITY ? undefined : new Date(oldest);
+  holds(slug: string): boolean {
+    return this.#pending.has(slug) || this.#unregistered.has(slug);
   }
 
   /** Of `pending`, the projects found unregistered and waiting for their registration batch. */
@@ -224,7 +211,6 @@ export class HeartbeatWriter {
     if (current) {
       if (current.receivedAtMs <= receivedAt.getTime()) {
         const entry = pendingOf(heartbeat, receivedAt, bytes);
-        entry.sinceMs = current.sinceMs;
         // It stands for the beats it replaces, unless those are being written now, or it comes after
         // a silence the status rule would count (a project that crashed and came back while nothing
         // could be written must not look heard all along).
@@ -428,7 +414,6 @@ export class HeartbeatWriter {
     // Set here, at every write attempt (successful or not), rather than once per received heartbeat.
     this.#o.metrics.pending.set(this.pending);
     this.#o.metrics.pendingBytes.set(this.#bytes);
-    const writeStartedAt = this.#o.clock.now().getTime();
     const stopTimer = this.#o.metrics.flushSeconds.startTimer();
     let rows: WrittenRow[];
     let refused: Refused[];
@@ -475,10 +460,8 @@ export class HeartbeatWriter {
       } else if (current) {
         // A newer heartbeat arrived during the write: it waits behind the projects not yet written,
         // or a fleet refreshing faster than one batch writes would keep the same batch at the front
-        // and starve every project after it (they would turn offline while beating). What it stands
-        // for arrived after the write began.
+        // and starve every project after it (they would turn offline while beating).
         queue.delete(slug);
-        current.sinceMs = Math.max(current.sinceMs, writeStartedAt);
         queue.set(slug, current);
       }
     }

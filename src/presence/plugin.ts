@@ -81,9 +81,9 @@ export const presencePlugin = fp(
       metrics,
       intervalMs: config.sweepIntervalS * 1000,
       // Heartbeats this instance received but has not written yet must count before anything is
-      // judged silent: a sweep claims no deadline after the oldest of them. The sweeper does not wait
-      // for the writer, so a writer behind delays claims by as much and never holds sweeps back.
-      oldestUnwritten: () => writer.oldestPendingAt(),
+      // judged silent: a sweep leaves their projects to the writer. The sweeper never waits for the
+      // writer, and a writer behind delays no other project's claim.
+      unwritten: (slug) => writer.holds(slug),
       onTransitions: (transitions) => relay.publish(transitions),
     });
     const streams = new EventStreams(app.feed, { maxClients: config.sseMaxClients });

@@ -26,10 +26,10 @@ export interface StatusSweeperOptions {
   /** Runs before each sweep. */
   beforeSweep?: () => Promise<void>;
   /**
-   * When the oldest heartbeat this instance received but has not written yet arrived (the local
-   * writer's): a sweep claims no deadline after it.
+   * Whether this instance holds a heartbeat of the project it has not written yet (the local
+   * writer's buffer): a sweep does not judge that project silent.
    */
-  oldestUnwritten?: () => Date | undefined;
+  unwritten?: (slug: string) => boolean;
   /** Receives the transitions this instance claimed, once each. */
   onTransitions?: (transitions: Transition[]) => Promise<void> | void;
 }
@@ -104,8 +104,8 @@ export class StatusSweeper {
       if (hold && hold.until > this.#o.clock.now()) this.#o.guard.adopt(hold, this.#o.clock.now());
     }
     // A heartbeat received but not yet written (waiting behind a long write) must count before its
-    // project is judged silent: no deadline after the oldest such one is claimed this sweep.
-    const transitions = await this.#o.catalog.sweepStatuses({ heardBefore: this.#o.oldestUnwritten?.() });
+    // project is judged silent: such a project is left to its write.
+    const transitions = await this.#o.catalog.sweepStatuses({ unwritten: this.#o.unwritten });
     this.#lastSweepAt = this.#o.clock.now();
     for (const t of transitions) this.#o.metrics?.transitions.inc({ to: t.to });
     if (transitions.length > 0) await this.#o.onTransitions?.(transitions);
