@@ -248,10 +248,13 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     let rssMax = 0;
     let rssNow = 0;
     let rssFast = false;
+    // The highest RSS of the current phase (registration, then the load with its whole-list read).
+    let rssPhaseMax = 0;
     const rssSampler = (async () => {
       while (service?.exitCode === null) {
         rssNow = procStat(servicePid)?.rssMb ?? rssNow;
         rssMax = Math.max(rssMax, rssNow);
+        rssPhaseMax = Math.max(rssPhaseMax, rssNow);
         await sleep(rssFast ? 50 : 500);
       }
     })();
@@ -318,13 +321,15 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     const firstPublish = Math.min(...burstResults.map((r) => r.startedAt));
     const lastPublish = Math.max(...burstResults.map((r) => r.finishedAt));
     const registerS = round1((registeredAt - firstPublish) / 1000);
+    const rssRegisterMb = rssPhaseMax;
+    rssPhaseMax = rssNow;
     const registerMetrics = await scrape();
     const registerDropped = metricValue(registerMetrics, 'federation_heartbeats_rejected_total');
     const registerBufferFull = metricValue(registerMetrics, 'federation_heartbeats_rejected_total', {
       reason: 'buffer_full',
     });
     log(
-      `  registration: ${o.projects} first heartbeats published in ${round1((lastPublish - firstPublish) / 1000)} s, all registered ${registerS} s after the first (${round1((registeredAt - lastPublish) / 1000)} s after the last); dropped ${registerDropped} (buffer_full ${registerBufferFull}); load average ${loadavgNow().join(' ')}`,
+      `  registration: ${o.projects} first heartbeats published in ${round1((lastPublish - firstPublish) / 1000)} s, all registered ${registerS} s after the first (${round1((registeredAt - lastPublish) / 1000)} s after the last); dropped ${registerDropped} (buffer_full ${registerBufferFull}); service RSS at most ${round1(rssRegisterMb)} MB; load average ${loadavgNow().join(' ')}`,
     );
 
     // 2. The seed's load. Registration took longer than a beat interval, so the fleet's state is
@@ -592,8 +597,9 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       500,
     );
     const drainS = round1((Date.now() - drainFrom) / 1000);
+    const rssLoadMb = rssPhaseMax;
     log(
-      `  idle: the load's backlog written ${drainS} s after it stopped; marking every project offline through the bulk path, then measuring 20 s with no heartbeats`,
+      `  idle: the load's backlog written ${drainS} s after it stopped (service RSS during the load at most ${round1(rssLoadMb)} MB); marking every project offline through the bulk path, then measuring 20 s with no heartbeats`,
     );
     await pgc.query(
       `update projects set status = 'offline', last_heartbeat_at = now() - interval '1 day', status_changed_at = now()`,
@@ -721,6 +727,8 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       full_list_mb: round1(full.bytes / 1024 / 1024),
       full_list_rss_growth_mb: round1(full.growth),
       rss_mb: round1(rssServeMax),
+      rss_register_mb: round1(rssRegisterMb),
+      rss_load_mb: round1(rssLoadMb),
       flush_ms: flush.flush_ms,
       raw_update_ms: flush.raw_update_ms,
       flush_vs_raw_update: flush.flush_vs_raw_update,
