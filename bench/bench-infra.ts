@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 /** What the benchmark runs on: its own nats-server and a throwaway PostgreSQL database. */
 import { Worker } from 'node:worker_threads';
 import { connect } from '@nats-io/transport-node';
@@ -5,6 +6,18 @@ import type { App } from '../src/app.ts';
 import { startNatsServer as startTestNatsServer } from '../test/helpers/nats-server.ts';
 import { createPostgresDatabase } from '../test/helpers/postgres.ts';
 import type { PublishJob, PublishResult } from './publisher-thread.ts';
+
+/**
+ * The Node flags `npm start` gives the service (package.json's start script: the heap limit, see
+ * README "Memory"), so that a bench's service process runs as a user's does.
+ */
+export const SERVICE_NODE_FLAGS: string[] = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    scripts: { start: string };
+  }
+).scripts.start
+  .split(/\s+/)
+  .filter((arg) => arg.startsWith('--'));
 
 export const NATS_SERVER_BIN = '/usr/sbin/nats-server';
 export const DEFAULT_POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';

@@ -25,7 +25,14 @@ import { NotificationOutbox } from '../src/notify/outbox.ts';
 import { signBody } from '../src/notify/signing.ts';
 import { freePort } from '../test/helpers/ports.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../test/helpers/webhook-receiver.ts';
-import { createDatabase, DEFAULT_POSTGRES_ADMIN_URL, percentile, sleep, until } from './bench-infra.ts';
+import {
+  createDatabase,
+  DEFAULT_POSTGRES_ADMIN_URL,
+  percentile,
+  SERVICE_NODE_FLAGS,
+  sleep,
+  until,
+} from './bench-infra.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TARGET_P99_MS = 1000;
@@ -260,7 +267,7 @@ async function killPhase(dbUrl: string, batch: number, log: (l: string) => void)
     FED_WEBHOOK_RETRY_MAX_S: '1',
   };
   const serve = async (): Promise<ChildProcess> => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+    const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, '--import', 'tsx', 'src/cli.ts', 'serve'], {
       cwd: ROOT,
       env,
       stdio: 'ignore',

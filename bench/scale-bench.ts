@@ -20,6 +20,7 @@ import {
   measureNatsReceive,
   percentile,
   runPublisher,
+  SERVICE_NODE_FLAGS,
   sleep,
   startNatsServer,
   until,
@@ -211,7 +212,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     await pgc.connect();
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    service = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+    service = spawn(process.execPath, [...SERVICE_NODE_FLAGS, '--import', 'tsx', 'src/cli.ts', 'serve'], {
       cwd: ROOT,
       env: {
         ...process.env,

@@ -108,7 +108,7 @@ export class FederationStack {
       .withEnvVariable('LOG_LEVEL', 'info')
       .withSecretVariable('FED_ADMIN_TOKEN', adminToken)
       .withExposedPort(port)
-      .asService({ args: ['node', 'bin/federation.js', 'serve'] });
+      .asService({ args: ['node', '--max-old-space-size=1536', 'bin/federation.js', 'serve'] });
   }
 
   /** Applies the migrations to `dbUrl` and returns the output (the seed's `run_migrations`). */
@@ -163,7 +163,7 @@ export class FederationStack {
       .withEnvVariable('LOG_LEVEL', 'info')
       .withSecretVariable('FED_ADMIN_TOKEN', adminToken)
       .withExposedPort(port)
-      .asService({ args: withDatabaseUrl(['node', 'bin/federation.js', 'serve']) });
+      .asService({ args: withDatabaseUrl(['node', '--max-old-space-size=1536', 'bin/federation.js', 'serve']) });
   }
 
   /**
