@@ -63,4 +63,40 @@ describe('PostgreSQL unreachable', () => {
     );
     expect(back.json().slug).toBe('outage');
   });
+
+  it('answers 503 naming the timeout when the database gives up on a read, not 500', async () => {
+    // A real statement the database cancels, the way a statement timeout does (SQLSTATE 57014): the
+    // read waits on a lock another session holds, and that wait is cancelled.
+    const pg = await import('pg');
+    const holder = new pg.default.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('lock table projects in access exclusive mode');
+      let answered = false;
+      const read = app.inject({ url: '/api/fed/projects/outage' }).finally(() => {
+        answered = true;
+      });
+      // Every statement waiting on the lock is cancelled (the sweeper's and the writer's retry).
+      await waitFor(
+        async () => {
+          await holder.query(
+            `select pg_cancel_backend(pid) from pg_stat_activity
+             where datname = current_database() and pid <> pg_backend_pid() and wait_event_type = 'Lock'`,
+          );
+          return answered;
+        },
+        { what: 'the read waiting on the lock, cancelled' },
+      );
+      const res = await read;
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['retry-after']).toBe('1');
+      expect(res.json()).toMatchObject({ error: 'timeout' });
+      expect(res.json().message).toMatch(/did not answer in time/);
+    } finally {
+      await holder.query('rollback').catch(() => {});
+      await holder.end();
+    }
+    expect((await app.inject({ url: '/api/fed/projects/outage' })).statusCode).toBe(200);
+  });
 });

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { STATEMENT_TIMEOUT_MS } from '../db/connection.ts';
 import { DomainError } from '../errors.ts';
 
 const CONNECTION_ERROR_CODES = new Set([
@@ -19,6 +20,20 @@ function isDatabaseUnavailable(err: unknown): boolean {
     const msg = (e as Error).message ?? '';
     if (/Connection terminated|timeout exceeded when trying to connect|PGlite is closed/i.test(msg))
       return true;
+  }
+  return false;
+}
+
+/**
+ * A statement the database gave up on: its statement timeout (or a cancel, same SQLSTATE 57014), a
+ * lock timeout an operator set (55P03), or the client's own read timeout. The service and the
+ * database are up but busy: 503, worth retrying, not a 500.
+ */
+function isDatabaseTimeout(err: unknown): boolean {
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: string }).code;
+    if (code === '57014' || code === '55P03') return true;
+    if (/^Query read timeout$/.test((e as Error).message ?? '')) return true;
   }
   return false;
 }
@@ -76,6 +91,16 @@ export const errorsPlugin = fp(
         return reply
           .code(503)
           .send({ error: 'unavailable', message: 'the database is unreachable; try again shortly' });
+      }
+      if (isDatabaseTimeout(err)) {
+        request.log.warn({ err }, 'database statement timed out');
+        return reply
+          .code(503)
+          .header('retry-after', '1')
+          .send({
+            error: 'timeout',
+            message: `the database did not answer in time (statements end after ${STATEMENT_TIMEOUT_MS / 1000} s); try again shortly`,
+          });
       }
       request.log.error({ err }, 'unhandled error');
       return reply.code(500).send({ error: 'internal', message: 'internal server error' });
