@@ -40,51 +40,8 @@ export interface HeartbeatRow {
 /** A heartbeat ready to write: its slug and its `HeartbeatRow` as JSON (see `heartbeatRowJson`). */
 export type SerializedHeartbeat = readonly [slug: string, json: string];
 
-/** A row as JSON (what `writeHeartbeats` reads). */
+/** A row as JSON, made once when the heartbeat is buffered: one string is all the buffer holds per project. */
 export const heartbeatRowJson = (row: HeartbeatRow): string => JSON.stringify(row);
-
-/** The fields of a row the writer's buffer keeps per project, in this order (it has the slug and times already). */
-const PACKED_FIELDS = [
-  'health',
-  'version',
-  'interval_s',
-  'name',
-  'hub_url',
-  'mesh_namespace',
-  'tags',
-] as const;
-type PackedFields = Pick<HeartbeatRow, (typeof PACKED_FIELDS)[number]>;
-/** JSON escapes every control character inside strings, so this one never occurs in a value's JSON. */
-const SEP = '\x01';
-
-/**
- * A row without its slug and times, as compact as one string can be: each field's JSON value, joined
- * by a separator JSON never leaves unescaped (no keys, no slug, no ISO time). A fleet starting at
- * once leaves a million of these pending, so they cost a third of the whole row's JSON.
- */
-export function packHeartbeatFields(row: PackedFields): string {
-  let out = '';
-  for (let i = 0; i < PACKED_FIELDS.length; i++) {
-    const key = PACKED_FIELDS[i] as (typeof PACKED_FIELDS)[number];
-    if (i > 0) out += SEP;
-    out += JSON.stringify(row[key] ?? null);
-  }
-  return out;
-}
-
-/** The row's JSON (as `heartbeatRowJson` makes it) from its packed fields, slug and times. */
-export function unpackHeartbeatRow(
-  packed: string,
-  slug: string,
-  receivedAt: string,
-  heardAt: string | undefined,
-): string {
-  const values = packed.split(SEP);
-  let out = `{"slug":${JSON.stringify(slug)},"received_at":"${receivedAt}"`;
-  if (heardAt !== undefined) out += `,"heard_at":"${heardAt}"`;
-  for (let i = 0; i < PACKED_FIELDS.length; i++) out += `,"${PACKED_FIELDS[i]}":${values[i] ?? 'null'}`;
-  return `${out}}`;
-}
 
 const jsonArray = (rows: readonly SerializedHeartbeat[]) => `[${rows.map((r) => r[1]).join(',')}]`;
 

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { CatalogService } from '../catalog/catalog-service.ts';
-import { packHeartbeatFields, unpackHeartbeatRow } from '../catalog/heartbeat-write.ts';
+import { type HeartbeatRow, heartbeatRowJson } from '../catalog/heartbeat-write.ts';
 import { DEGRADED_FACTOR } from '../catalog/status-rule.ts';
 import type { Clock } from '../clock.ts';
 import { DEFAULT_BUFFER_MAX_BYTES } from '../config.ts';
@@ -19,11 +19,11 @@ export const CLOSE_FLUSH_DEADLINE_MS = 10_000;
 
 /**
  * A buffered heartbeat, as compact as it can be (a fleet starting at once can leave a million of them
- * pending): its row's fields packed in one string (`packHeartbeatFields`; the slug is the buffer's
- * key), the receive time, and integrations only when it lists any.
+ * pending): its row for the database as one JSON string, the receive time, and integrations only
+ * when it lists any.
  */
 export interface PendingHeartbeat {
-  fields: string;
+  json: string;
   receivedAtMs: number;
   /** Its approximate size, counted against the byte budget. */
   bytes: number;
@@ -38,16 +38,19 @@ export interface PendingHeartbeat {
 
 function pendingOf(heartbeat: Heartbeat, receivedAt: Date, bytes: number): PendingHeartbeat {
   const at = receivedAt.getTime();
+  const row: HeartbeatRow = {
+    slug: heartbeat.project_slug,
+    received_at: receivedAt.toISOString(),
+    health: heartbeat.state === 'leaving' ? 'leaving' : (heartbeat.health ?? 'ok'),
+    version: heartbeat.version ?? null,
+    interval_s: heartbeat.interval_s ?? null,
+    name: heartbeat.name ?? null,
+    hub_url: heartbeat.hub_url,
+    mesh_namespace: heartbeat.mesh_namespace,
+    tags: heartbeat.tags ?? null,
+  };
   const entry: PendingHeartbeat = {
-    fields: packHeartbeatFields({
-      health: heartbeat.state === 'leaving' ? 'leaving' : (heartbeat.health ?? 'ok'),
-      version: heartbeat.version ?? null,
-      interval_s: heartbeat.interval_s ?? null,
-      name: heartbeat.name ?? null,
-      hub_url: heartbeat.hub_url,
-      mesh_namespace: heartbeat.mesh_namespace,
-      tags: heartbeat.tags ?? null,
-    }),
+    json: heartbeatRowJson(row),
     receivedAtMs: at,
     bytes,
     heardMs: at,
@@ -532,12 +535,9 @@ export class HeartbeatWriter {
       ([slug, e]) =>
         [
           slug,
-          unpackHeartbeatRow(
-            e.fields,
-            slug,
-            new Date(e.receivedAtMs).toISOString(),
-            e.heardMs < e.receivedAtMs ? new Date(e.heardMs).toISOString() : undefined,
-          ),
+          e.heardMs < e.receivedAtMs
+            ? `{"heard_at":"${new Date(e.heardMs).toISOString()}",${e.json.slice(1)}`
+            : e.json,
         ] as const,
     );
     const result = await this.#o.catalog.writeHeartbeats(rows, register, { unregistered: register });
