@@ -502,6 +502,43 @@ describe('HeartbeatWriter with two batches in flight, on PostgreSQL', () => {
     await testDb?.drop();
   });
 
+  it('counts two writes failing together as one failed attempt, so the backoff does not double twice', async () => {
+    let settled = 0;
+    let release = () => {};
+    const both = new Promise<void>((r) => {
+      release = r;
+    });
+    let started = 0;
+    const { writer, clock, state } = makeWriter({
+      maxBatchRows: 1,
+      concurrency: 2,
+      wrap: (catalog) => ({
+        writeHeartbeats: async (rows, autoRegister, opts) => {
+          // Both are under way before the database refuses either.
+          if (++started === 2) release();
+          await both;
+          try {
+            return await catalog.writeHeartbeats(rows, autoRegister, opts);
+          } finally {
+            settled += 1;
+          }
+        },
+      }),
+    });
+    state.down = true;
+    for (const s of [slugOf('fail2'), slugOf('fail2')]) writer.enqueue(hb(s), clock.now());
+    await expect(writer.flush()).rejects.toThrow();
+    await waitFor(() => settled === 2, { what: 'both writes failed' });
+    expect(writer.health()).toMatchObject({ status: 'degraded', consecutive_failures: 1 });
+    // The next attempt is the second.
+    await expect(writer.flush()).rejects.toThrow();
+    await waitFor(() => settled === 4, { what: 'both retries failed' });
+    expect(writer.health()).toMatchObject({ consecutive_failures: 2 });
+    state.down = false;
+    await writer.flush();
+    expect(writer.health().status).toBe('ok');
+  });
+
   it('writes two batches at once on disjoint projects; one beating again during its write waits for the next', async () => {
     const calls: string[][] = [];
     let running = 0;

@@ -154,7 +154,10 @@ export class HeartbeatWriter {
   #bytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #timerDue = 0;
+  /** Failed attempts in a row: writes failing together (concurrency > 1) count as one attempt. */
   #failures = 0;
+  /** Bumped at each counted failure and each success; a write counts its failure only if unchanged since it began. */
+  #attempt = 0;
   #failingSince: Date | undefined;
   #lastError: string | undefined;
   #closed = false;
@@ -290,6 +293,7 @@ export class HeartbeatWriter {
       pending: this.pending,
       pending_bytes: this.#bytes,
       failing_since: this.#failingSince?.toISOString(),
+      consecutive_failures: this.#failures,
       last_error: this.#lastError,
       message: 'heartbeats cannot be written; the latest per project is kept and retried',
     };
@@ -415,6 +419,7 @@ export class HeartbeatWriter {
     this.#o.metrics.pending.set(this.pending);
     this.#o.metrics.pendingBytes.set(this.#bytes);
     const stopTimer = this.#o.metrics.flushSeconds.startTimer();
+    const attempt = this.#attempt;
     let rows: WrittenRow[];
     let refused: Refused[];
     try {
@@ -428,7 +433,12 @@ export class HeartbeatWriter {
           'heartbeat write failed; keeping the latest per project and retrying',
         );
       }
-      this.#failures += 1;
+      // Two writes failing together (the database went away under both) are one failed attempt:
+      // counting each would double the backoff at every retry.
+      if (attempt === this.#attempt) {
+        this.#failures += 1;
+        this.#attempt += 1;
+      }
       this.#lastError = (err as Error).message;
       throw err;
     } finally {
@@ -438,6 +448,7 @@ export class HeartbeatWriter {
       this.#o.log.info({ pending: this.pending }, 'heartbeat writes recovered');
     }
     this.#failures = 0;
+    this.#attempt += 1;
     this.#failingSince = undefined;
     this.#lastError = undefined;
     this.#o.metrics.flushes.inc({ result: 'ok' });
