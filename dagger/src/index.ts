@@ -163,7 +163,9 @@ export class FederationStack {
       .withEnvVariable('LOG_LEVEL', 'info')
       .withSecretVariable('FED_ADMIN_TOKEN', adminToken)
       .withExposedPort(port)
-      .asService({ args: withDatabaseUrl(['node', '--max-old-space-size=1536', 'bin/federation.js', 'serve']) });
+      .asService({
+        args: withDatabaseUrl(['node', '--max-old-space-size=1536', 'bin/federation.js', 'serve']),
+      });
   }
 
   /**
