@@ -475,6 +475,67 @@ describe('deadlines', () => {
     expect(lookedUp()).toEqual([[idOf('known-a')]]);
   });
 
+  it('drops a deadline a later heartbeat superseded, even inside the claim grace, instead of queuing it again', async () => {
+    const t0 = clock.now();
+    // Written by another replica, so this one looks the ids up instead of dropping them unread.
+    const other = catalogFor();
+    const sweeper = new CatalogService({
+      db: handle.db,
+      clock,
+      thresholds,
+      guard: noGrace,
+      claimGraceMs: 1000,
+    });
+    await other.writeHeartbeats([beat('superseded', t0)], true);
+    clock.set(t0.getTime() + 10_000);
+    await other.writeHeartbeats([beat('superseded', clock.now())], true);
+    const queued = async () => {
+      const [row] = await query<{ n: number }>(
+        handle.db,
+        sql`select count(*)::int as n from project_deadlines d join projects p on p.id = any(d.project_ids)
+            where p.slug = 'superseded'`,
+      );
+      return row?.n;
+    };
+    // 55.5 s: the deadline of 45 s is taken; the project's deadline is now 55 s, within the grace
+    // (1 s) of now. It was superseded by the beat at 10 s, which queued its own: dropped.
+    expect(await queued()).toBe(2);
+    clock.set(t0.getTime() + 55_500);
+    expect(await sweeper.sweepStatuses()).toEqual([]);
+    expect(await queued()).toBe(1);
+    // 56.1 s: that one is past the grace, and claimed once.
+    clock.set(t0.getTime() + 56_100);
+    expect(path(await sweeper.sweepStatuses())).toEqual(['superseded:online>degraded']);
+  });
+
+  it('a coalesced heartbeat after another replica claimed keeps history in time order', async () => {
+    const t0 = clock.now();
+    const a = catalogFor();
+    const b = catalogFor();
+    await a.writeHeartbeats([beat('ordered', t0)], true);
+    // 46 s: replica B claims online > degraded (the degraded threshold is 45 s).
+    clock.set(t0.getTime() + 46_000);
+    expect(path(await b.sweepStatuses())).toEqual(['ordered:online>degraded']);
+    // 47 s: replica A writes a heartbeat it had kept while behind, first heard at 30 s. Judged at
+    // 30 s, the project was online, which would store degraded > online before B's claim at 46 s.
+    // It is judged at B's change instead: only degraded > online, at 47 s.
+    clock.set(t0.getTime() + 47_000);
+    await a.writeHeartbeats(
+      [beat('ordered', clock.now(), { heard_at: new Date(t0.getTime() + 30_000).toISOString() })],
+      true,
+    );
+    const events = await query<{ change: string; at: Date }>(
+      handle.db,
+      sql`select e.from_status || '>' || e.to_status as change, e.at from project_status_events e
+          join projects p on p.id = e.project_id where p.slug = 'ordered' order by e.id`,
+    );
+    expect(events.map((e) => e.change)).toEqual(['offline>online', 'online>degraded', 'degraded>online']);
+    const times = events.map((e) => new Date(e.at).getTime());
+    expect(times).toEqual([...times].sort((x, y) => x - y));
+    expect(times.at(-1)).toBe(t0.getTime() + 47_000);
+    expect((await a.getProject('ordered')).status).toBe('online');
+  });
+
   it('the mass-offline guard looks due ids up only when they could trigger it', async () => {
     const slugs = Array.from({ length: 30 }, (_, i) => `guard-bound-${i}`);
     await catalogFor().writeHeartbeats(
