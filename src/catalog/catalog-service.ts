@@ -616,7 +616,9 @@ export class CatalogService {
    * latest row to disagree with the rule, so each transition is claimed exactly once however many
    * replicas sweep. What is not due is never read.
    */
-  async sweepStatuses(opts: { unwritten?: (slug: string) => boolean } = {}): Promise<Transition[]> {
+  async sweepStatuses(
+    opts: { unwritten?: (slug: string, deadline: Date) => boolean } = {},
+  ): Promise<Transition[]> {
     const all: Transition[] = [];
     for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
       const { transitions, buckets } = await this.#sweepBatch(opts.unwritten);
@@ -628,14 +630,14 @@ export class CatalogService {
   }
 
   /**
-   * `unwritten`: whether this replica holds a heartbeat of the project it has not written yet (the
-   * local writer's buffer, including the batches being written). Such a project is not judged
-   * silent: its flip waits (`project_deadlines.not_before`) for the write, which supersedes it, so a
+   * `unwritten`: whether this replica holds a heartbeat of the project, not written yet, that was
+   * heard by its deadline (the local writer's buffer, including the batches being written). Such a
+   * project is not judged silent: its flip waits (`project_deadlines.not_before`) for the write, which supersedes it, so a
    * heartbeat waiting behind a long write never makes a false pair of transitions, and every other
    * project is claimed on time however far behind the writer is.
    */
   async #sweepBatch(
-    unwritten?: (slug: string) => boolean,
+    unwritten?: (slug: string, deadline: Date) => boolean,
   ): Promise<{ transitions: Transition[]; buckets: number }> {
     const now = this.#clock.now();
     const claimBefore = new Date(now.getTime() - this.#claimGraceMs);
@@ -676,7 +678,7 @@ export class CatalogService {
       const idList = arrayParam([...due.keys()]);
       // What is late, with its slug; what is not is dropped (a later heartbeat queued its own
       // deadline) or queued again where it now falls due.
-      const overdue = await query<{ id: number; slug: string; better: boolean }>(
+      const overdue = await query<{ id: number; slug: string; better: boolean; deadline_ms: string | null }>(
         tx,
         sql`with ids as (
               select u.id, timestamptz 'epoch' + u.due_ms * interval '1 millisecond' as due
@@ -700,12 +702,17 @@ export class CatalogService {
             )
             -- Past the deadline (and the grace), or stored worse than the rule now says (thresholds
             -- raised since the last run, rows written by hand): both are claimed.
-            select id, slug, better from checked where deadline < ${claimBeforeTs} or better`,
+            select id, slug, better, (extract(epoch from deadline) * 1000)::bigint::text as deadline_ms
+            from checked where deadline < ${claimBeforeTs} or better`,
       );
       if (overdue.length === 0) return { transitions: [], buckets: taken.length };
       const claim: number[] = [];
       const waiting: number[] = [];
-      for (const o of overdue) (!o.better && unwritten?.(o.slug) ? waiting : claim).push(o.id);
+      for (const o of overdue) {
+        const held =
+          !o.better && o.deadline_ms !== null && unwritten?.(o.slug, new Date(Number(o.deadline_ms)));
+        (held ? waiting : claim).push(o.id);
+      }
       const claimList = arrayParam(claim);
       const rows = await query<{
         id: number | null;
@@ -874,12 +881,15 @@ export class CatalogService {
    * claim grace), or null when none is queued.
    */
   async nextDueAt(): Promise<Date | null> {
+    const grace = `${this.#claimGraceMs} milliseconds`;
     const [row] = await query<{ at: Date | string | null }>(
       this.#db,
-      sql`select least((select min(due_at) from project_deadlines where not_before is null),
-                        (select min(greatest(due_at, not_before)) from project_deadlines where not_before is not null)) as at`,
+      sql`select least((select min(due_at) from project_deadlines where not_before is null) + ${grace}::interval,
+                        (select min(greatest(due_at + ${grace}::interval, not_before))
+                         from project_deadlines where not_before is not null)) as at`,
     );
-    return row?.at ? new Date(date(row.at).getTime() + this.#claimGraceMs) : null;
+    // Takeable once past the grace, and a waiting one not before its not_before.
+    return row?.at ? date(row.at) : null;
   }
 
   /** The seed's mark_stale_projects: applies the rule now and returns how many went offline. */

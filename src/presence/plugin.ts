@@ -83,7 +83,7 @@ export const presencePlugin = fp(
       // Heartbeats this instance received but has not written yet must count before anything is
       // judged silent: a sweep leaves their projects to the writer. The sweeper never waits for the
       // writer, and a writer behind delays no other project's claim.
-      unwritten: (slug) => writer.holds(slug),
+      unwritten: (slug, deadline) => writer.holds(slug, deadline),
       onTransitions: (transitions) => relay.publish(transitions),
     });
     const streams = new EventStreams(app.feed, { maxClients: config.sseMaxClients });

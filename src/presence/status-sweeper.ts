@@ -26,10 +26,10 @@ export interface StatusSweeperOptions {
   /** Runs before each sweep. */
   beforeSweep?: () => Promise<void>;
   /**
-   * Whether this instance holds a heartbeat of the project it has not written yet (the local
-   * writer's buffer): a sweep does not judge that project silent.
+   * Whether this instance holds a heartbeat of the project, not written yet, heard by `deadline`
+   * (the local writer's buffer): a sweep does not judge that project silent.
    */
-  unwritten?: (slug: string) => boolean;
+  unwritten?: (slug: string, deadline: Date) => boolean;
   /** Receives the transitions this instance claimed, once each. */
   onTransitions?: (transitions: Transition[]) => Promise<void> | void;
 }
