@@ -411,22 +411,28 @@ describe('HeartbeatWriter', () => {
 });
 
 describe('HeartbeatWriter fairness', () => {
-  it('holds a project from its first unwritten heartbeat until one is written, even through a failed write', async () => {
+  it('holds a project heard by its deadline until a heartbeat is written, within a degraded threshold', async () => {
     const { writer, clock, state } = makeWriter();
     const [a, b] = [slugOf('held'), slugOf('held')] as [string, string];
+    const at = (ms: number) => new Date(clock.now().getTime() + ms);
     writer.enqueue(hb(a), clock.now());
-    expect(writer.holds(a)).toBe(true);
-    expect(writer.holds(b)).toBe(false);
+    expect(writer.holds(a, at(0))).toBe(true);
+    expect(writer.holds(b, at(0))).toBe(false);
+    // Heard only after that deadline: a real silence, not held.
+    expect(writer.holds(a, at(-1))).toBe(false);
     await writer.flush();
-    expect(writer.holds(a)).toBe(false);
+    expect(writer.holds(a, at(0))).toBe(false);
     writer.enqueue(hb(a, { version: 'x1' }), clock.now());
     writer.enqueue(hb(b), clock.now());
     state.down = true;
     await expect(writer.flush()).rejects.toThrow();
-    expect([writer.holds(a), writer.holds(b)]).toEqual([true, true]);
+    expect([writer.holds(a, at(0)), writer.holds(b, at(0))]).toEqual([true, true]);
+    // Unwritten for longer than a degraded threshold (45 s): no longer speaks for the project.
+    clock.advance(45_000);
+    expect(writer.holds(a, at(-45_000))).toBe(false);
     state.down = false;
     await writer.flush();
-    expect([writer.holds(a), writer.holds(b)]).toEqual([false, false]);
+    expect([writer.holds(a, at(0)), writer.holds(b, at(0))]).toEqual([false, false]);
   });
 
   it('registers a fleet in batches of its own, each project with its latest heartbeat', async () => {
@@ -537,6 +543,37 @@ describe('HeartbeatWriter with two batches in flight, on PostgreSQL', () => {
     state.down = false;
     await writer.flush();
     expect(writer.health().status).toBe('ok');
+  });
+
+  it('a write failing while another succeeds is still counted: health says degraded', async () => {
+    const bad = slugOf('failone');
+    let release = () => {};
+    const okDone = new Promise<void>((r) => {
+      release = r;
+    });
+    const { writer, clock } = makeWriter({
+      maxBatchRows: 1,
+      concurrency: 2,
+      wrap: (catalog) => ({
+        writeHeartbeats: async (rows, autoRegister, opts) => {
+          if (rows.some(([s]) => s === bad)) {
+            // Fails after the other write has succeeded.
+            await okDone;
+            throw Object.assign(new Error('connection reset'), { code: 'ECONNRESET' });
+          }
+          try {
+            return await catalog.writeHeartbeats(rows, autoRegister, opts);
+          } finally {
+            setImmediate(release);
+          }
+        },
+      }),
+    });
+    writer.enqueue(hb(bad), clock.now());
+    writer.enqueue(hb(slugOf('failone')), clock.now());
+    await expect(writer.flush()).rejects.toThrow();
+    await waitFor(() => writer.health().status === 'degraded', { what: 'the failure counted' });
+    expect(writer.health()).toMatchObject({ consecutive_failures: 1, pending: 1 });
   });
 
   it('writes two batches at once on disjoint projects; one beating again during its write waits for the next', async () => {

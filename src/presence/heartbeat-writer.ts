@@ -156,8 +156,8 @@ export class HeartbeatWriter {
   #timerDue = 0;
   /** Failed attempts in a row: writes failing together (concurrency > 1) count as one attempt. */
   #failures = 0;
-  /** Bumped at each counted failure and each success; a write counts its failure only if unchanged since it began. */
-  #attempt = 0;
+  /** Bumped at each counted failure; a write counts its failure only if none was counted since it began. */
+  #failuresCounted = 0;
   #failingSince: Date | undefined;
   #lastError: string | undefined;
   #closed = false;
@@ -179,11 +179,15 @@ export class HeartbeatWriter {
   }
 
   /**
-   * Whether a heartbeat of `slug` is pending (not yet written, or in a write in progress): its
-   * project has been heard, whatever the database says yet.
+   * Whether the buffer holds a heartbeat of `slug` (pending, or in a write in progress) that keeps
+   * its project from being silent at `deadline`: one first heard by then, and received less than a
+   * degraded threshold (`silenceMs`) ago. A held heartbeat heard only after the deadline is a real
+   * silence; one older than a threshold whose write keeps failing no longer speaks for the project.
    */
-  holds(slug: string): boolean {
-    return this.#pending.has(slug) || this.#unregistered.has(slug);
+  holds(slug: string, deadline: Date): boolean {
+    const entry = this.#pending.get(slug) ?? this.#unregistered.get(slug);
+    if (!entry || entry.heardMs > deadline.getTime()) return false;
+    return this.#o.clock.now().getTime() - entry.receivedAtMs < this.#o.silenceMs;
   }
 
   /** Of `pending`, the projects found unregistered and waiting for their registration batch. */
@@ -419,7 +423,7 @@ export class HeartbeatWriter {
     this.#o.metrics.pending.set(this.pending);
     this.#o.metrics.pendingBytes.set(this.#bytes);
     const stopTimer = this.#o.metrics.flushSeconds.startTimer();
-    const attempt = this.#attempt;
+    const counted = this.#failuresCounted;
     let rows: WrittenRow[];
     let refused: Refused[];
     try {
@@ -435,9 +439,9 @@ export class HeartbeatWriter {
       }
       // Two writes failing together (the database went away under both) are one failed attempt:
       // counting each would double the backoff at every retry.
-      if (attempt === this.#attempt) {
+      if (counted === this.#failuresCounted) {
         this.#failures += 1;
-        this.#attempt += 1;
+        this.#failuresCounted += 1;
       }
       this.#lastError = (err as Error).message;
       throw err;
@@ -448,7 +452,6 @@ export class HeartbeatWriter {
       this.#o.log.info({ pending: this.pending }, 'heartbeat writes recovered');
     }
     this.#failures = 0;
-    this.#attempt += 1;
     this.#failingSince = undefined;
     this.#lastError = undefined;
     this.#o.metrics.flushes.inc({ result: 'ok' });
