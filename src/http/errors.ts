@@ -14,26 +14,30 @@ const CONNECTION_ERROR_CODES = new Set([
 ]);
 
 function isDatabaseUnavailable(err: unknown): boolean {
-  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: string }).code;
     if (code && CONNECTION_ERROR_CODES.has(code)) return true;
     const msg = (e as Error).message ?? '';
-    if (/Connection terminated|timeout exceeded when trying to connect|PGlite is closed/i.test(msg))
+    if (
+      /Connection terminated|timeout exceeded when trying to connect|PGlite is closed|^Query read timeout$/i.test(
+        msg,
+      )
+    )
       return true;
   }
   return false;
 }
 
 /**
- * A statement the database gave up on: its statement timeout (or a cancel, same SQLSTATE 57014), a
- * lock timeout an operator set (55P03), or the client's own read timeout. The service and the
- * database are up but busy: 503, worth retrying, not a 500.
+ * A statement the database gave up on: its statement timeout (or a cancel, same SQLSTATE 57014) or
+ * a lock timeout an operator set (55P03). The service and the database are up but busy: 503, worth
+ * retrying, not a 500. (The client's own read timeout means the server stopped answering: that is
+ * "unavailable".)
  */
 function isDatabaseTimeout(err: unknown): boolean {
-  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: string }).code;
     if (code === '57014' || code === '55P03') return true;
-    if (/^Query read timeout$/.test((e as Error).message ?? '')) return true;
   }
   return false;
 }
