@@ -17,7 +17,8 @@ export const SERVICE_NODE_FLAGS: string[] = (
   }
 ).scripts.start
   .split(/\s+/)
-  .filter((arg) => arg.startsWith('--'));
+  .slice(1) // node
+  .filter((arg, i, args) => arg.startsWith('--') && args.slice(0, i).every((a) => a.startsWith('--')));
 
 export const NATS_SERVER_BIN = '/usr/sbin/nats-server';
 export const DEFAULT_POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';

@@ -12,7 +12,7 @@ import { startNatsServer, type TestNatsServer } from '../test/helpers/nats-serve
 import { freePort } from '../test/helpers/ports.ts';
 import { createPostgresDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from '../test/helpers/postgres.ts';
 import { startTcpProxy, type TcpProxy } from '../test/helpers/tcp-proxy.ts';
-import { percentile, sleep, until } from './bench-infra.ts';
+import { percentile, SERVICE_NODE_FLAGS, sleep, until } from './bench-infra.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -115,7 +115,7 @@ class ServiceProcess {
   }
   async start(): Promise<void> {
     const fd = openSync(this.#logPath, 'a');
-    this.#child = spawn(process.execPath, [join(ROOT, 'bin/federation.js'), 'serve'], {
+    this.#child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, join(ROOT, 'bin/federation.js'), 'serve'], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', ...this.#env },
       stdio: ['ignore', fd, fd],
