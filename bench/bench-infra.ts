@@ -11,14 +11,17 @@ import type { PublishJob, PublishResult } from './publisher-thread.ts';
  * The Node flags `npm start` gives the service (package.json's start script: the heap limit, see
  * README "Memory"), so that a bench's service process runs as a user's does.
  */
-export const SERVICE_NODE_FLAGS: string[] = (
+const startArgs = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
     scripts: { start: string };
   }
 ).scripts.start
   .split(/\s+/)
-  .slice(1) // node
-  .filter((arg, i, args) => arg.startsWith('--') && args.slice(0, i).every((a) => a.startsWith('--')));
+  .slice(1); // node
+export const SERVICE_NODE_FLAGS: string[] = startArgs.slice(
+  0,
+  startArgs.findIndex((arg) => !arg.startsWith('--')),
+);
 
 export const NATS_SERVER_BIN = '/usr/sbin/nats-server';
 export const DEFAULT_POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';

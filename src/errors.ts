@@ -43,3 +43,8 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+/** An error and the `cause`s it wraps (drizzle and pg wrap them), at most `depth` deep. */
+export function* causes(err: unknown, depth = 5): Generator<unknown> {
+  for (let e: unknown = err, d = 0; e && d < depth; e = (e as { cause?: unknown }).cause, d++) yield e;
+}

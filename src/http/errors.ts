@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { STATEMENT_TIMEOUT_MS } from '../db/connection.ts';
-import { DomainError } from '../errors.ts';
+import { causes, DomainError } from '../errors.ts';
 
 const CONNECTION_ERROR_CODES = new Set([
   'ECONNREFUSED',
@@ -14,7 +14,7 @@ const CONNECTION_ERROR_CODES = new Set([
 ]);
 
 function isDatabaseUnavailable(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causes(err)) {
     const code = (e as { code?: string }).code;
     if (code && CONNECTION_ERROR_CODES.has(code)) return true;
     const msg = (e as Error).message ?? '';
@@ -35,7 +35,7 @@ function isDatabaseUnavailable(err: unknown): boolean {
  * "unavailable".)
  */
 function isDatabaseTimeout(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causes(err)) {
     const code = (e as { code?: string }).code;
     if (code === '57014' || code === '55P03') return true;
   }

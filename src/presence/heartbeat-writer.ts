@@ -5,6 +5,7 @@ import { DEGRADED_FACTOR } from '../catalog/status-rule.ts';
 import type { Clock } from '../clock.ts';
 import { DEFAULT_BUFFER_MAX_BYTES } from '../config.ts';
 import type { IntegrationsSink } from '../core.ts';
+import { causes } from '../errors.ts';
 import type { CheckResult } from '../health.ts';
 import type { Heartbeat } from '../protocol/index.ts';
 import type { HeartbeatRejections, PresenceMetrics } from './presence-metrics.ts';
@@ -110,7 +111,7 @@ type Refused = [slug: string, why: DataError];
  * connection.
  */
 export function dataError(err: unknown): DataError | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causes(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code)) {
       return { code, message: String((e as { message?: unknown }).message) };
