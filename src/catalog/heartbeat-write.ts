@@ -40,8 +40,32 @@ export interface HeartbeatRow {
 /** A heartbeat ready to write: its slug and its `HeartbeatRow` as JSON (see `heartbeatRowJson`). */
 export type SerializedHeartbeat = readonly [slug: string, json: string];
 
-/** A row as JSON, made once when the heartbeat is buffered: one string is all the buffer holds per project. */
-export const heartbeatRowJson = (row: HeartbeatRow): string => JSON.stringify(row);
+/**
+ * A row as JSON, made once when the heartbeat is buffered: one string is all the buffer holds per
+ * project, and a fleet starting at once can leave a million of them waiting. So the keys are one
+ * letter (mapped back to the row's names in `recordset` below), nulls are left out (a missing key
+ * reads as null), and the string is copied to one of exactly its length: the string JSON.stringify
+ * returns keeps the slack of the buffer it was built in (measured: 437 → 213 bytes a row with the
+ * map entry, for the bench's heartbeats). Only `heard_at` is added later, as a prefix (`HEARD_KEY`).
+ */
+export const heartbeatRowJson = (row: HeartbeatRow): string =>
+  Buffer.from(
+    JSON.stringify({
+      a: row.heard_at,
+      s: row.slug,
+      r: row.received_at,
+      h: row.health,
+      v: row.version ?? undefined,
+      i: row.interval_s ?? undefined,
+      n: row.name ?? undefined,
+      u: row.hub_url ?? undefined,
+      m: row.mesh_namespace ?? undefined,
+      t: row.tags ?? undefined,
+    }),
+  ).toString();
+
+/** The key of `heard_at` in a serialized row: `{"a":"<iso time>",` + the rest of the row. */
+export const HEARD_KEY = 'a';
 
 const jsonArray = (rows: readonly SerializedHeartbeat[]) => `[${rows.map((r) => r[1]).join(',')}]`;
 
@@ -117,8 +141,10 @@ export async function writeHeartbeats(
   const recordset = (json: string) =>
     sql`(select h.*, ${heartbeatStatusSql(sql`h.health`)} as new_status,
                 ${dueAfterHeartbeatSql(sql`h.received_at`, sql`h.health`, sql`h.interval_s`, opts.thresholds)} as due
-         from json_to_recordset(${json}::json) as h(slug text, received_at timestamptz, heard_at timestamptz, health text,
-              version text, interval_s float8, name text, hub_url text, mesh_namespace text, tags jsonb))`;
+         from (select r.s as slug, r.r as received_at, r.a as heard_at, r.h as health, r.v as version,
+                      r.i as interval_s, r.n as name, r.u as hub_url, r.m as mesh_namespace, r.t as tags
+               from json_to_recordset(${json}::json) as r(s text, r timestamptz, a timestamptz, h text,
+                    v text, i float8, n text, u text, m text, t jsonb)) as h)`;
   const assignments = sql`last_heartbeat_at = h.received_at, reported_health = h.health, version = h.version,
       interval_s = h.interval_s, updated_at = h.received_at, held_until = null,
       -- Projects first seen in a heartbeat are owned by it: their address follows the heartbeat.

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { CatalogService } from '../catalog/catalog-service.ts';
-import { type HeartbeatRow, heartbeatRowJson } from '../catalog/heartbeat-write.ts';
+import { HEARD_KEY, type HeartbeatRow, heartbeatRowJson } from '../catalog/heartbeat-write.ts';
 import { DEGRADED_FACTOR } from '../catalog/status-rule.ts';
 import type { Clock } from '../clock.ts';
 import { DEFAULT_BUFFER_MAX_BYTES } from '../config.ts';
@@ -551,7 +551,7 @@ export class HeartbeatWriter {
         [
           slug,
           e.heardMs < e.receivedAtMs
-            ? `{"heard_at":"${new Date(e.heardMs).toISOString()}",${e.json.slice(1)}`
+            ? `{"${HEARD_KEY}":"${new Date(e.heardMs).toISOString()}",${e.json.slice(1)}`
             : e.json,
         ] as const,
     );
