@@ -100,6 +100,10 @@ export class NatsManager {
     return {
       servers: (c.natsUrl ?? '').split(',').map((s) => s.trim()),
       name: 'federation',
+      // The relays show this instance's own transitions and fan-out progress to its clients as they
+      // publish them: receiving them back (a million at once when a fleet registers) would only be
+      // parsed and dropped. Nothing else this connection publishes is meant for itself.
+      noEcho: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: DEFAULT_RECONNECT_WAIT_MS,
       pingInterval: 10_000,

@@ -157,8 +157,10 @@ describe('fan-out progress on two instances behind one NATS', () => {
     const rejected = () =>
       new Counter({ name: 'rejected_total', help: 'x', labelNames: ['reason'], registers: [new Registry()] });
 
-    it('shows an event once: through NATS while subscribed, locally once the publish fails', async () => {
-      const own = await connect({ servers: nats.url });
+    it("shows its own events once, at once (noEcho), and every other replica's from NATS", async () => {
+      // As src/nats.ts connects: what this connection publishes never comes back to it.
+      const own = await connect({ servers: nats.url, noEcho: true });
+      const other = await connect({ servers: nats.url });
       const feed = new EventFeed();
       const seen: Fanout[] = [];
       feed.on('fanout', (e) => seen.push(e));
@@ -172,19 +174,23 @@ describe('fan-out progress on two instances behind one NATS', () => {
       relay.start();
       await own.flush();
 
-      const before = `before-${uniqueSlug()}`;
-      relay.publish(progress(before));
-      expect(seen).toEqual([]);
-      await waitFor(() => seen.length === 1, { what: 'the event back from NATS' });
+      const mine = `mine-${uniqueSlug()}`;
+      relay.publish(progress(mine));
+      expect(seen.map((e) => e.id)).toEqual([mine]);
+      const theirs = `theirs-${uniqueSlug()}`;
+      other.publish(fanoutSubject(theirs), JSON.stringify(progress(theirs)));
+      await waitFor(() => seen.length === 2, { what: "the other replica's event from NATS" });
+      // Ours was published before theirs on the same server: had it come back, it would be here by now.
       await own.flush();
-      expect(seen.map((e) => e.id)).toEqual([before]);
+      expect(seen.map((e) => e.id)).toEqual([mine, theirs]);
 
       // NATS dropped mid-run: publish throws on the closed connection, the local clients still see it.
       await own.close();
       const after = `after-${uniqueSlug()}`;
       relay.publish(progress(after));
-      expect(seen.map((e) => e.id)).toEqual([before, after]);
+      expect(seen.map((e) => e.id)).toEqual([mine, theirs, after]);
       relay.stop();
+      await other.close();
     });
 
     it('shows an event locally when it is not subscribed on the connection it publishes on', async () => {

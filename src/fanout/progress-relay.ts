@@ -34,8 +34,9 @@ function parseProgress(data: Uint8Array): FeedEvents['fanout'] | RelayRejectReas
 /**
  * Carries fan-out progress to the SSE clients of every replica: the instance running a run publishes
  * each event on `fed.fanout.<run_id>`, and every instance (the origin included) subscribes to
- * `fed.fanout.>` without a queue group and feeds what it receives to its clients. The origin shows an
- * event locally only when it could not hand it to NATS, so its own clients never see one twice.
+ * `fed.fanout.>` without a queue group and feeds what it receives to its clients. The origin shows its
+ * own events to its clients as it publishes them: its connection is `noEcho` (src/nats.ts), so they
+ * never come back and no client sees one twice.
  */
 export class FanoutProgressRelay {
   readonly #nats: Pick<NatsManager, 'onConnect' | 'connection'>;
@@ -44,8 +45,6 @@ export class FanoutProgressRelay {
   readonly #bad: RateLimitedLog;
   readonly #rejected: Counter<'reason'>;
   #subscription: Subscription | undefined;
-  /** The connection #subscription belongs to: an event published on another one would not come back. */
-  #subscribedOn: NatsConnection | undefined;
   #started = false;
 
   constructor(deps: {
@@ -68,19 +67,24 @@ export class FanoutProgressRelay {
     this.#nats.onConnect((nc) => this.#subscribe(nc));
   }
 
-  /** Publishes one progress event for all replicas; shows it locally if it will not come back. */
+  /** Shows one progress event to this instance's clients and publishes it for the other replicas. */
   publish(progress: FanoutProgress): void {
+    this.#show(progress);
     const nc = this.#nats.connection;
-    let relayed = false;
-    if (nc && !nc.isClosed()) {
-      try {
-        nc.publish(fanoutSubject(progress.id), JSON.stringify(progress));
-        relayed = this.#subscription !== undefined && this.#subscribedOn === nc;
-      } catch (err) {
-        this.#bad.warn('publish', { err, run: progress.id }, 'could not publish fan-out progress');
-      }
+    if (!nc || nc.isClosed()) return;
+    try {
+      nc.publish(fanoutSubject(progress.id), JSON.stringify(progress));
+    } catch (err) {
+      this.#bad.warn('publish', { err, run: progress.id }, 'could not publish fan-out progress');
     }
-    if (!relayed) this.#feed.emit('fanout', progress);
+  }
+
+  #show(event: FeedEvents['fanout']): void {
+    try {
+      this.#feed.emit('fanout', event);
+    } catch (listenerErr) {
+      this.#bad.warn('listener', { err: listenerErr }, 'fan-out progress listener failed');
+    }
   }
 
   #subscribe(nc: NatsConnection): void {
@@ -97,20 +101,14 @@ export class FanoutProgressRelay {
           );
           return;
         }
-        try {
-          this.#feed.emit('fanout', event);
-        } catch (listenerErr) {
-          this.#bad.warn('listener', { err: listenerErr }, 'fan-out progress listener failed');
-        }
+        this.#show(event);
       },
     });
-    this.#subscribedOn = nc;
     this.#log.debug({ subject: FANOUT_WILDCARD }, 'relaying fan-out progress');
   }
 
   stop(): void {
     this.#subscription?.unsubscribe();
     this.#subscription = undefined;
-    this.#subscribedOn = undefined;
   }
 }

@@ -8,9 +8,6 @@ import type { NatsManager } from '../nats.ts';
 import { STATUS_WILDCARD, type StatusEvent, StatusEventSchema, statusSubject } from '../protocol/index.ts';
 import { RateLimitedLog } from '../rate-limited-log.ts';
 
-/** How many recent transitions are remembered to recognise our own ones coming back from NATS. */
-export const RECENT_EVENTS_MAX = 10_000;
-
 const validator = Compile(StatusEventSchema);
 const decoder = new TextDecoder();
 
@@ -18,20 +15,17 @@ export function toStatusEvent(t: Transition): StatusEvent {
   return { slug: t.slug, from: t.from, to: t.to, at: t.at.toISOString(), reason: t.reason };
 }
 
-const eventKey = (e: StatusEvent): string => `${e.slug}|${e.at}|${e.to}`;
-
 /**
  * Publishes the transitions this instance claimed on `fed.status.<slug>` (once each), and feeds every
  * transition any replica published to this instance's SSE clients. Every replica subscribes without a
- * queue group; our own transitions are shown at once and recognised when they come back, so none is
- * shown twice and none waits on NATS.
+ * queue group; our own transitions are shown at once and, the connection being `noEcho`
+ * (src/nats.ts), never come back: none is shown twice and none waits on NATS.
  */
 export class StatusRelay {
   readonly #nats: Pick<NatsManager, 'onConnect' | 'connection'>;
   readonly #feed: EventFeed;
   readonly #log: FastifyBaseLogger;
   readonly #bad: RateLimitedLog;
-  readonly #recent = new Set<string>();
   #subscription: Subscription | undefined;
   #started = false;
 
@@ -58,7 +52,6 @@ export class StatusRelay {
     const nc = this.#nats.connection;
     for (const t of transitions) {
       const event = toStatusEvent(t);
-      this.#remember(eventKey(event));
       this.#feed.emit('status', event);
       if (!nc || nc.isClosed()) continue;
       try {
@@ -83,21 +76,10 @@ export class StatusRelay {
           this.#bad.warn('invalid', { subject: msg.subject }, 'ignored a malformed status event');
           return;
         }
-        const key = eventKey(event);
-        if (this.#recent.has(key)) return;
-        this.#remember(key);
         this.#feed.emit('status', event);
       },
     });
     this.#log.debug({ subject: STATUS_WILDCARD }, 'relaying status transitions');
-  }
-
-  #remember(key: string): void {
-    this.#recent.add(key);
-    if (this.#recent.size > RECENT_EVENTS_MAX) {
-      const oldest = this.#recent.values().next().value;
-      if (oldest !== undefined) this.#recent.delete(oldest);
-    }
   }
 
   stop(): void {
