@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
+import { limitHeapGrowth } from '../platform/heap-growth.ts';
 import type { Command } from './types.ts';
 
 export const serveCommand: Command = {
@@ -12,6 +13,7 @@ Configuration comes from the environment; see .env.example.`,
   async run(argv) {
     parseArgs({ args: argv, options: {} }); // no options: anything else is a usage error
     const config = loadConfig();
+    limitHeapGrowth();
     // Loaded here, not at the top: `federation serve --help` should not load the whole server.
     // A bad projects.yaml refuses start-up before the database is touched.
     const { loadProjectsFile } = await import('../catalog/projects-file.ts');
