@@ -17,9 +17,11 @@ import {
   counterValue,
   createDatabase,
   DEFAULT_POSTGRES_ADMIN_URL,
+  ensureServiceBuilt,
   measureNatsReceive,
   percentile,
   runPublisher,
+  SERVICE_BIN,
   SERVICE_NODE_FLAGS,
   sleep,
   startNatsServer,
@@ -197,6 +199,7 @@ async function timed(url: string, init?: RequestInit): Promise<{ ms: number; sta
 }
 
 export async function runScaleBench(o: Options): Promise<Record<string, unknown>> {
+  ensureServiceBuilt();
   const loadavgStart = loadavgNow();
   log(
     `scale bench: ${o.projects} projects, ${o.loadS} s of load, ${o.silent} falling silent; load average ${loadavgStart.join(' ')}`,
@@ -212,7 +215,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     await pgc.connect();
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    service = spawn(process.execPath, [...SERVICE_NODE_FLAGS, '--import', 'tsx', 'src/cli.ts', 'serve'], {
+    service = spawn(process.execPath, [...SERVICE_NODE_FLAGS, SERVICE_BIN, 'serve'], {
       cwd: ROOT,
       env: {
         ...process.env,

@@ -12,7 +12,14 @@ import { startNatsServer, type TestNatsServer } from '../test/helpers/nats-serve
 import { freePort } from '../test/helpers/ports.ts';
 import { createPostgresDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from '../test/helpers/postgres.ts';
 import { startTcpProxy, type TcpProxy } from '../test/helpers/tcp-proxy.ts';
-import { percentile, SERVICE_NODE_FLAGS, sleep, until } from './bench-infra.ts';
+import {
+  ensureServiceBuilt,
+  percentile,
+  SERVICE_BIN,
+  SERVICE_NODE_FLAGS,
+  sleep,
+  until,
+} from './bench-infra.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -115,7 +122,7 @@ class ServiceProcess {
   }
   async start(): Promise<void> {
     const fd = openSync(this.#logPath, 'a');
-    this.#child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, join(ROOT, 'bin/federation.js'), 'serve'], {
+    this.#child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, SERVICE_BIN, 'serve'], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', ...this.#env },
       stdio: ['ignore', fd, fd],
@@ -290,6 +297,7 @@ class ApiLoad {
 const round = (n: number) => (Number.isFinite(n) ? Math.round(n * 10) / 10 : null);
 
 export async function main(argv: string[]): Promise<number> {
+  ensureServiceBuilt();
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(USAGE);
     return 0;
