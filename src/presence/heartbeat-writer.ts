@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { CatalogService } from '../catalog/catalog-service.ts';
-import { HEARD_KEY, type HeartbeatRow, heartbeatRowJson } from '../catalog/heartbeat-write.ts';
+import { HEARD_KEY, heartbeatRowJsonAt } from '../catalog/heartbeat-write.ts';
 import { DEGRADED_FACTOR } from '../catalog/status-rule.ts';
 import type { Clock } from '../clock.ts';
 import { DEFAULT_BUFFER_MAX_BYTES } from '../config.ts';
@@ -48,23 +48,20 @@ export class PendingHeartbeat {
 }
 
 function pendingOf(heartbeat: Heartbeat, receivedAt: Date, bytes: number, epochMs: number): PendingHeartbeat {
-  const row: HeartbeatRow = {
-    slug: heartbeat.project_slug,
-    received_at: receivedAt.toISOString(),
-    health: heartbeat.state === 'leaving' ? 'leaving' : (heartbeat.health ?? 'ok'),
-    version: heartbeat.version ?? null,
-    interval_s: heartbeat.interval_s ?? null,
-    name: heartbeat.name ?? null,
-    hub_url: heartbeat.hub_url,
-    mesh_namespace: heartbeat.mesh_namespace,
-    tags: heartbeat.tags ?? null,
-  };
-  return new PendingHeartbeat(
-    heartbeatRowJson(row),
-    receivedAt.getTime() - epochMs,
-    bytes,
-    heartbeat.integrations,
+  const receivedMs = receivedAt.getTime();
+  const json = heartbeatRowJsonAt(
+    {
+      health: heartbeat.state === 'leaving' ? 'leaving' : (heartbeat.health ?? 'ok'),
+      version: heartbeat.version ?? null,
+      interval_s: heartbeat.interval_s ?? null,
+      name: heartbeat.name ?? null,
+      hub_url: heartbeat.hub_url,
+      mesh_namespace: heartbeat.mesh_namespace,
+      tags: heartbeat.tags ?? null,
+    },
+    receivedMs,
   );
+  return new PendingHeartbeat(json, receivedMs - epochMs, bytes, heartbeat.integrations);
 }
 
 export interface HeartbeatWriterOptions {
@@ -562,7 +559,7 @@ export class HeartbeatWriter {
         [
           slug,
           e.heardMs < e.receivedAtMs
-            ? `{"${HEARD_KEY}":"${new Date(this.#epochMs + e.heardMs).toISOString()}",${e.json.slice(1)}`
+            ? `{"${HEARD_KEY}":${this.#epochMs + e.heardMs},${e.json.slice(1)}`
             : e.json,
         ] as const,
     );
