@@ -20,14 +20,14 @@ describe('limitHeapGrowth', () => {
     expect(flags).toEqual([]);
     used = LARGE_HEAP_BYTES + 1;
     vi.advanceTimersByTime(1_000);
-    expect(flags).toEqual(['--heap-growing-percent=10']);
+    expect(flags).toEqual(['--heap-growing-percent=5']);
     // Between the marks nothing changes either way (no flapping around one threshold).
     used = (LARGE_HEAP_BYTES + SMALL_HEAP_BYTES) / 2;
     vi.advanceTimersByTime(5_000);
-    expect(flags).toEqual(['--heap-growing-percent=10']);
+    expect(flags).toEqual(['--heap-growing-percent=5']);
     used = SMALL_HEAP_BYTES - 1;
     vi.advanceTimersByTime(1_000);
-    expect(flags).toEqual(['--heap-growing-percent=10', '--heap-growing-percent=0']);
+    expect(flags).toEqual(['--heap-growing-percent=5', '--heap-growing-percent=0']);
     used = LARGE_HEAP_BYTES * 2;
     vi.advanceTimersByTime(1_000);
     stop();

@@ -4,7 +4,7 @@ import v8 from 'node:v8';
 export const LARGE_HEAP_BYTES = 256 * 1024 * 1024;
 /** Used heap below which V8's own growing factor is back. */
 export const SMALL_HEAP_BYTES = 128 * 1024 * 1024;
-export const LARGE_HEAP_GROWING_PERCENT = 10;
+export const LARGE_HEAP_GROWING_PERCENT = 5;
 export const HEAP_CHECK_INTERVAL_MS = 1_000;
 
 export interface HeapGrowthDeps {
@@ -20,7 +20,7 @@ export interface HeapGrowthDeps {
  * the old generation grow to about 1.8 times what was live after the last full collection; that is
  * harmless for the service's usual 50 MB, but when a fleet's first heartbeats fill the writer's
  * buffer (400 MB live at a million projects) it made the process 1.1 GB of heap. Above
- * `LARGE_HEAP_BYTES` used, the heap grows by 10 % at a time (V8's `--heap-growing-percent`, read
+ * `LARGE_HEAP_BYTES` used, the heap grows by 5 % at a time (V8's `--heap-growing-percent`, read
  * at every collection), and below `SMALL_HEAP_BYTES` V8 chooses again: the steady state pays no
  * extra full collections for it. Returns a stop function.
  */
