@@ -39,11 +39,20 @@ export function ensureServiceBuilt(): void {
   const bundle = join(ROOT, 'dist/bundle/cli.js');
   const built = existsSync(bundle) ? statSync(bundle).mtimeMs : 0;
   const src = join(ROOT, 'src');
-  const newest = Math.max(
-    ...readdirSync(src, { recursive: true, encoding: 'utf8' }).map((f) => statSync(join(src, f)).mtimeMs),
-  );
+  // The sources and what decides how they are built.
+  const inputs = [
+    ...readdirSync(src, { recursive: true, encoding: 'utf8' }).map((f) => join(src, f)),
+    ...[
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'tsconfig.build.json',
+      'scripts/bundle-server.mjs',
+    ].map((f) => join(ROOT, f)),
+  ];
+  const newest = Math.max(...inputs.filter((f) => existsSync(f)).map((f) => statSync(f).mtimeMs));
   if (built >= newest) return;
-  process.stderr.write('bench: dist/bundle is older than src/; npm run build\n');
+  process.stderr.write('bench: dist/bundle is older than its sources; npm run build\n');
   // Its output goes to stderr: the bench's stdout ends with one JSON line.
   const r = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 2, 2] });
   if (r.status !== 0) throw new Error(`npm run build failed (exit ${r.status}); the bench needs dist/bundle`);

@@ -297,7 +297,6 @@ class ApiLoad {
 const round = (n: number) => (Number.isFinite(n) ? Math.round(n * 10) / 10 : null);
 
 export async function main(argv: string[]): Promise<number> {
-  ensureServiceBuilt();
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(USAGE);
     return 0;
@@ -307,6 +306,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`soak: ${opts}`);
     return 2;
   }
+  ensureServiceBuilt();
   const log = (line: string) => console.log(`[soak ${new Date().toISOString().slice(11, 19)}] ${line}`);
   const totalMs = opts.minutes * 60_000;
   const work = mkdtempSync(join(os.tmpdir(), 'fed-soak-'));
