@@ -20,8 +20,8 @@ export const CLOSE_FLUSH_DEADLINE_MS = 10_000;
 
 /**
  * A buffered heartbeat, as compact as it can be (a fleet starting at once can leave a million of them
- * pending): its row for the database as one JSON string, the receive time, and integrations only
- * when it lists any. Every field is set by the constructor, so each entry is one object of one shape
+ * pending): its row for the database as one JSON string (`heartbeatRowJsonAt`), the receive time,
+ * and its integrations (undefined when it lists none). Every field is set by the constructor, so each entry is one object of one shape
  * (a property added later took a 40-byte side array in a third of them), and the times are counted
  * from the writer's `epochMs`: small integers V8 keeps in the object, where epoch milliseconds took
  * a 16-byte box each (a heap snapshot at a million first heartbeats). Past 24 days of uptime they
