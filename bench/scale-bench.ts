@@ -437,6 +437,8 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     const m0 = await scrape();
     const written0 = metricValue(m0, 'federation_heartbeats_written_total');
     const windows: number[] = [];
+    /** The sweeper's lag (how far past due the oldest deadline its last sweep took was), every 5 s. */
+    const sweepLags: number[] = [];
     await serviceCpu.reset();
     await pgCpu.reset();
 
@@ -502,8 +504,10 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       let prevAt = Date.now();
       while (running()) {
         await sleep(5000);
-        const w = metricValue(await scrape(), 'federation_heartbeats_written_total');
+        const text = await scrape();
+        const w = metricValue(text, 'federation_heartbeats_written_total');
         windows.push(round1((w - prev) / ((Date.now() - prevAt) / 1000)));
+        sweepLags.push(metricValue(text, 'federation_status_sweep_lag_seconds') * 1000);
         prev = w;
         prevAt = Date.now();
       }
@@ -565,7 +569,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     const offered = Math.round(offeredPerS * loadS);
     const ingestedPerS = round1(written / loadS);
     log(
-      `  load: ${offered} heartbeats offered in ${round1(loadS)} s (${offeredPerS}/s), ${written} written (${ingestedPerS}/s; 5 s windows min ${Math.min(...windows)}, max ${Math.max(...windows)}); service CPU ${serviceCpuPct} %, PostgreSQL CPU ${postgresCpuPct} % of one core; load average ${loadavgNow().join(' ')}`,
+      `  load: ${offered} heartbeats offered in ${round1(loadS)} s (${offeredPerS}/s), ${written} written (${ingestedPerS}/s; 5 s windows min ${Math.min(...windows)}, max ${Math.max(...windows)}); service CPU ${serviceCpuPct} %, PostgreSQL CPU ${postgresCpuPct} % of one core; sweeper lag every 5 s p50 ${round1(percentile(sweepLags, 50))} ms, max ${round1(Math.max(0, ...sweepLags))} ms; load average ${loadavgNow().join(' ')}`,
     );
 
     const { rows: lastBeats } = await pgc.query<{ slug: string; last: Date }>(
@@ -711,6 +715,8 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       offered_hb_per_s: offeredPerS,
       ingested_hb_per_s: ingestedPerS,
       ingested_min_5s_window_hb_per_s: Math.min(...windows),
+      sweep_lag_p50_ms: round1(percentile(sweepLags, 50)),
+      sweep_lag_max_ms: round1(Math.max(0, ...sweepLags)),
       backlog_drain_s: drainS,
       visible_p99_ms: round1(percentile(visible, 99)),
       offline_delay_p50_ms: round1(percentile(delays, 50)),

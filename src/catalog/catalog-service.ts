@@ -176,6 +176,7 @@ export class CatalogService {
   readonly #clock: Clock;
   readonly #thresholds: Thresholds;
   readonly #claimGraceMs: number;
+  #sweepLagMs = 0;
   #guard: OfflineGuard;
   #onHeartbeatTransitions: TransitionListener | undefined;
   #onStored: TransitionsStoredHook | undefined;
@@ -606,6 +607,14 @@ export class CatalogService {
   }
 
   /**
+   * How far past due the oldest deadline the last sweep took was, in ms (0 when it took none): how
+   * far behind the sweeper is.
+   */
+  get sweepLagMs(): number {
+    return this.#sweepLagMs;
+  }
+
+  /**
    * Claims the pending transitions of every due project, in batches, and stores them in
    * project_status_events. A batch takes the deadline buckets due (`skip locked`, so each is taken by
    * one replica) and looks each id up in `projects`: ids a later heartbeat has superseded are dropped
@@ -620,6 +629,7 @@ export class CatalogService {
     opts: { unwritten?: (slug: string, deadline: Date) => boolean } = {},
   ): Promise<Transition[]> {
     const all: Transition[] = [];
+    this.#sweepLagMs = 0;
     for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
       const { transitions, buckets } = await this.#sweepBatch(opts.unwritten);
       if (transitions.length > 0) this.#notifyCommitted();
@@ -659,8 +669,18 @@ export class CatalogService {
                 and (not_before is null or not_before <= ${nowTs})
               order by due_at limit ${SWEEP_BATCH_BUCKETS} for update skip locked)
             returning (extract(epoch from due_at) * 1000)::bigint as due_ms,
-                      array_to_string(project_ids, ',') as ids, queued_by::text`,
+                      array_to_string(project_ids, ',') as ids, queued_by::text,
+                      -- This transaction commits without waiting for its WAL to reach the disk
+                      -- unless it stores a transition (turned back on below). Almost every sweep only
+                      -- drops superseded deadlines; under a million projects' heartbeats a commit
+                      -- waited 250-400 ms behind the writer's WAL, and the sweeper fell seconds behind.
+                      -- Lost in a crash of PostgreSQL, such a commit only gives the rows back to the
+                      -- queue, and the next sweep takes them again.
+                      set_config('synchronous_commit', 'off', true) as async_commit`,
       );
+      let oldestDueMs = Infinity;
+      for (const t of taken) oldestDueMs = Math.min(oldestDueMs, Number(t.due_ms));
+      if (taken.length > 0) this.#sweepLagMs = Math.max(this.#sweepLagMs, now.getTime() - oldestDueMs);
       // Each id once, at its latest due time; ids this replica queued and has since written a later
       // deadline for are dropped here, without a lookup (src/catalog/known-deadlines.ts).
       const due = new Map<number, number>();
@@ -772,7 +792,11 @@ export class CatalogService {
           reason: transitionReason(r.from_status, r.to_status, input, this.#thresholds),
         });
       }
-      await storeTransitions(tx, transitions, this.#onStored);
+      if (transitions.length > 0) {
+        // A stored transition is published once committed: it must survive a crash of PostgreSQL.
+        await query(tx, sql`select set_config('synchronous_commit', 'on', true)`);
+        await storeTransitions(tx, transitions, this.#onStored);
+      }
       return { transitions, buckets };
     });
   }

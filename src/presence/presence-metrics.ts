@@ -15,6 +15,8 @@ export class PresenceMetrics {
   readonly transitions: Counter<'to'>;
   readonly pending: Gauge;
   readonly pendingBytes: Gauge;
+  readonly sweepSeconds: Histogram;
+  readonly sweepLag: Gauge;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -67,6 +69,17 @@ export class PresenceMetrics {
     this.pendingBytes = new Gauge({
       name: 'federation_heartbeat_buffer_bytes',
       help: 'Approximate bytes (payload sizes) of the heartbeats waiting to be written',
+      registers,
+    });
+    this.sweepSeconds = new Histogram({
+      name: 'federation_status_sweep_seconds',
+      help: 'Duration of one status sweep (its batches of due deadlines)',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.sweepLag = new Gauge({
+      name: 'federation_status_sweep_lag_seconds',
+      help: 'How far past due the oldest deadline the last sweep took was (0 when none was due): how far behind the sweeper is',
       registers,
     });
   }

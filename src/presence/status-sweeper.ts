@@ -17,6 +17,7 @@ export interface StatusSweeperOptions {
     nextDueAt?: CatalogService['nextDueAt'];
     recordMassHold?: CatalogService['recordMassHold'];
     currentMassHold?: CatalogService['currentMassHold'];
+    readonly sweepLagMs?: number;
   };
   guard: Pick<PresenceOfflineGuard, 'observe' | 'adopt' | 'triggers' | 'massHolding'>;
   clock: Clock;
@@ -105,7 +106,11 @@ export class StatusSweeper {
     }
     // A heartbeat received but not yet written (waiting behind a long write) must count before its
     // project is judged silent: such a project is left to its write.
+    const sweepStarted = performance.now();
     const transitions = await this.#o.catalog.sweepStatuses({ unwritten: this.#o.unwritten });
+    this.#o.metrics?.sweepSeconds.observe((performance.now() - sweepStarted) / 1000);
+    if (this.#o.catalog.sweepLagMs !== undefined)
+      this.#o.metrics?.sweepLag.set(this.#o.catalog.sweepLagMs / 1000);
     this.#lastSweepAt = this.#o.clock.now();
     for (const t of transitions) this.#o.metrics?.transitions.inc({ to: t.to });
     if (transitions.length > 0) await this.#o.onTransitions?.(transitions);
