@@ -39,7 +39,7 @@ export class HeartbeatIntake {
     this.#clock = deps.clock;
     this.#db = deps.db;
     this.#autoRegister = deps.autoRegister;
-    this.#receivedNats = deps.metrics.received.labels({ transport: 'nats' });
+    this.#receivedNats = deps.metrics.receivedNats;
     this.#receivedHttp = deps.metrics.received.labels({ transport: 'http' });
   }
 

@@ -18,13 +18,30 @@ export class PresenceMetrics {
   readonly sweepSeconds: Histogram;
   readonly sweepLag: Gauge;
 
+  /**
+   * Counts NATS heartbeats in a plain number, added to `received` whenever the registry is read:
+   * incrementing a labelled child of a prom-client counter cost 2-3 % of the intake per message.
+   */
+  readonly receivedNats = {
+    count: 0,
+    inc(): void {
+      this.count += 1;
+    },
+  };
+
   constructor(registry: Registry) {
     const registers = [registry];
+    const receivedNats = this.receivedNats;
     this.received = new Counter({
       name: 'federation_heartbeats_received_total',
       help: 'Heartbeats received, before any check, by transport',
       labelNames: ['transport'],
       registers,
+      collect() {
+        if (receivedNats.count === 0) return;
+        this.inc({ transport: 'nats' }, receivedNats.count);
+        receivedNats.count = 0;
+      },
     });
     this.rejected = new Counter({
       name: 'federation_heartbeats_rejected_total',
@@ -32,6 +49,7 @@ export class PresenceMetrics {
       labelNames: ['reason'],
       registers,
     });
+    for (const transport of ['nats', 'http']) this.received.inc({ transport }, 0);
     for (const reason of REJECT_REASONS) this.rejected.inc({ reason }, 0);
     this.written = new Counter({
       name: 'federation_heartbeats_written_total',
