@@ -64,6 +64,7 @@ function makeWriter(
     sinks?: IntegrationsSink[];
     maxBatchRows?: number;
     concurrency?: number;
+    lazyRowsBelow?: number;
     db?: Database;
     /** Wraps the catalog the writer writes through (to watch or hold its statements). */
     wrap?: (catalog: CatalogService) => Pick<CatalogService, 'writeHeartbeats'>;
@@ -88,6 +89,7 @@ function makeWriter(
     integrationSinks: opts.sinks ?? [],
     ...(opts.maxBatchRows ? { maxBatchRows: opts.maxBatchRows } : {}),
     ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+    ...(opts.lazyRowsBelow !== undefined ? { lazyRowsBelow: opts.lazyRowsBelow } : {}),
   });
   const counter = async (name: string, labels: Record<string, string> = {}) => {
     const m = await registry.getSingleMetric(name)?.get();
@@ -113,9 +115,12 @@ async function row(slug: string, db: Database = handle.db) {
     reported_health: string;
     interval_s: number | null;
     source: string;
+    name: string;
+    tags: string[];
+    status: string;
   }>(
     db,
-    sql`select version, last_heartbeat_at, reported_health, interval_s, source from projects where slug = ${slug}`,
+    sql`select version, last_heartbeat_at, reported_health, interval_s, source, name, tags, status from projects where slug = ${slug}`,
   );
   return rows[0];
 }
@@ -162,6 +167,48 @@ describe('HeartbeatWriter', () => {
     await writer.flush();
     expect(state.statements - before).toBe(1);
     expect(await row(slugs[1] as string)).toMatchObject({ version: 'w99' });
+  });
+
+  it('stores the same row whether it was built on arrival (a large buffer) or when first written (a small one)', async () => {
+    const stored = [];
+    for (const lazyRowsBelow of [0, 1000]) {
+      const { clock, writer } = makeWriter({ lazyRowsBelow });
+      const slugs = [slugOf('eager'), slugOf('lazy')];
+      const fields = [
+        {
+          version: '1.2.3',
+          name: 'Zoë "q"',
+          tags: ['a', 'b\\c'],
+          interval_s: 7,
+          health: 'degraded' as const,
+        },
+        { state: 'leaving' as const, name: 'leaving' },
+      ];
+      for (const [i, slug] of slugs.entries()) writer.enqueue(hb(slug, fields[i]), clock.now());
+      await writer.flush();
+      for (const [i, slug] of slugs.entries()) {
+        const r = await row(slug);
+        stored.push({
+          i,
+          name: r?.name,
+          version: r?.version,
+          tags: r?.tags,
+          interval_s: r?.interval_s,
+          health: r?.reported_health,
+          status: r?.status,
+          at: new Date(r?.last_heartbeat_at as string).getTime() - clock.now().getTime(),
+        });
+      }
+    }
+    expect(stored.slice(2)).toEqual(stored.slice(0, 2));
+    expect(stored[0]).toMatchObject({
+      name: 'Zoë "q"',
+      tags: ['a', 'b\\c'],
+      health: 'degraded',
+      interval_s: 7,
+      at: 0,
+    });
+    expect(stored[1]).toMatchObject({ status: 'offline' });
   });
 
   it('registers from the payload, and only moves the address of projects that heartbeats registered', async () => {
@@ -574,6 +621,68 @@ describe('HeartbeatWriter with two batches in flight, on PostgreSQL', () => {
     await expect(writer.flush()).rejects.toThrow();
     await waitFor(() => writer.health().status === 'degraded', { what: 'the failure counted' });
     expect(writer.health()).toMatchObject({ consecutive_failures: 1, pending: 1 });
+  });
+
+  it('starts a write beside another only when a whole batch waits', async () => {
+    const sizes: number[] = [];
+    let running = 0;
+    let most = 0;
+    let release = () => {};
+    let hold: Promise<void> | undefined;
+    const { writer, clock } = makeWriter({
+      db: database.db,
+      maxBatchRows: 3,
+      concurrency: 2,
+      wrap: (catalog) => ({
+        writeHeartbeats: async (rows, autoRegister, opts) => {
+          sizes.push(rows.length);
+          running += 1;
+          most = Math.max(most, running);
+          try {
+            await hold;
+            return await catalog.writeHeartbeats(rows, autoRegister, opts);
+          } finally {
+            running -= 1;
+          }
+        },
+      }),
+    });
+    const few = Array.from({ length: 4 }, () => slugOf('few'));
+    const many = Array.from({ length: 6 }, () => slugOf('many'));
+    // Registered first, so that each batch below is one write.
+    for (const s of [...few, ...many]) writer.enqueue(hb(s, { version: '0' }), clock.now());
+    await writer.flush();
+    sizes.length = 0;
+    most = 0;
+    hold = new Promise<void>((r) => {
+      release = r;
+    });
+    clock.advance(10);
+    // Three in the first batch, one left: less than a batch, so it waits for the first write.
+    for (const s of few) writer.enqueue(hb(s, { version: '1' }), clock.now());
+    let flushed = writer.flush();
+    await waitFor(() => sizes.length === 1, { what: 'the first write' });
+    await new Promise((r) => setImmediate(r));
+    expect(running).toBe(1);
+    release();
+    await flushed;
+    expect(sizes).toEqual([3, 1]);
+    expect(most).toBe(1);
+
+    // Six: a whole batch waits beside the first, so both are written at once.
+    sizes.length = 0;
+    hold = new Promise<void>((r) => {
+      release = r;
+    });
+    clock.advance(10);
+    for (const s of many) writer.enqueue(hb(s, { version: '1' }), clock.now());
+    flushed = writer.flush();
+    await waitFor(() => sizes.length === 2, { what: 'two writes under way' });
+    expect(running).toBe(2);
+    release();
+    await flushed;
+    expect(sizes).toEqual([3, 3]);
+    expect(writer.pending).toBe(0);
   });
 
   it('writes two batches at once on disjoint projects; one beating again during its write waits for the next', async () => {
