@@ -439,6 +439,8 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     const windows: number[] = [];
     /** The sweeper's lag (how far past due the oldest deadline its last sweep took was), every 5 s. */
     const sweepLags: number[] = [];
+    /** The service's event-loop delay p99 over each 5 s window. */
+    const loopP99s: number[] = [];
     await serviceCpu.reset();
     await pgCpu.reset();
 
@@ -508,6 +510,8 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
         const w = metricValue(text, 'federation_heartbeats_written_total');
         windows.push(round1((w - prev) / ((Date.now() - prevAt) / 1000)));
         sweepLags.push(metricValue(text, 'federation_status_sweep_lag_seconds') * 1000);
+        // prom-client resets its event-loop delay histogram at every scrape: this is the last 5 s.
+        loopP99s.push(metricValue(text, 'nodejs_eventloop_lag_p99_seconds') * 1000);
         prev = w;
         prevAt = Date.now();
       }
@@ -569,7 +573,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     const offered = Math.round(offeredPerS * loadS);
     const ingestedPerS = round1(written / loadS);
     log(
-      `  load: ${offered} heartbeats offered in ${round1(loadS)} s (${offeredPerS}/s), ${written} written (${ingestedPerS}/s; 5 s windows min ${Math.min(...windows)}, max ${Math.max(...windows)}); service CPU ${serviceCpuPct} %, PostgreSQL CPU ${postgresCpuPct} % of one core; sweeper lag every 5 s p50 ${round1(percentile(sweepLags, 50))} ms, max ${round1(Math.max(0, ...sweepLags))} ms; load average ${loadavgNow().join(' ')}`,
+      `  load: ${offered} heartbeats offered in ${round1(loadS)} s (${offeredPerS}/s), ${written} written (${ingestedPerS}/s; 5 s windows min ${Math.min(...windows)}, max ${Math.max(...windows)}); service CPU ${serviceCpuPct} %, PostgreSQL CPU ${postgresCpuPct} % of one core; sweeper lag every 5 s p50 ${round1(percentile(sweepLags, 50))} ms, max ${round1(Math.max(0, ...sweepLags))} ms; event-loop delay p99 per 5 s p50 ${round1(percentile(loopP99s, 50))} ms, max ${round1(Math.max(0, ...loopP99s))} ms; load average ${loadavgNow().join(' ')}`,
     );
 
     const { rows: lastBeats } = await pgc.query<{ slug: string; last: Date }>(
@@ -717,6 +721,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       ingested_min_5s_window_hb_per_s: Math.min(...windows),
       sweep_lag_p50_ms: round1(percentile(sweepLags, 50)),
       sweep_lag_max_ms: round1(Math.max(0, ...sweepLags)),
+      event_loop_p99_ms: round1(percentile(loopP99s, 50)),
       backlog_drain_s: drainS,
       visible_p99_ms: round1(percentile(visible, 99)),
       offline_delay_p50_ms: round1(percentile(delays, 50)),
