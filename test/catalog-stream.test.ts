@@ -7,7 +7,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { STREAM_BATCH_ROWS } from '../src/catalog/catalog-service.ts';
-import type { ProjectResponse } from '../src/catalog/schemas.ts';
+import { type ProjectResponse, toProjectResponse } from '../src/catalog/schemas.ts';
 import { query } from '../src/db/connection.ts';
 import { buildTestApp } from './helpers/app.ts';
 import { createPostgresDatabase, type TestDatabase } from './helpers/postgres.ts';
@@ -53,6 +53,32 @@ async function paged(qs: string): Promise<ProjectResponse[]> {
   } while (cursor);
   return all;
 }
+
+describe('a page', () => {
+  it('is the JSON of the catalog rows as toProjectResponse maps them, with the same cursors', async () => {
+    // A few rows with every optional field set.
+    await query(
+      app.db,
+      sql`update projects set version = '2.0', interval_s = 15, allow_fanout = '["restart"]'::jsonb,
+            maintenance_until = now() + interval '1 hour', maintenance_reason = 'upgrade "db"', flapping = true
+          where slug in ('stream-00002', 'stream-00007')`,
+    );
+    for (const qs of ['', '&status=online', '&status=offline', '&tag=third']) {
+      const filters = Object.fromEntries(new URLSearchParams(qs.slice(1)));
+      const expected: unknown[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await app.catalog.getProjects({ ...filters, limit: 1000, ...(cursor ? { cursor } : {}) });
+        expected.push(...page.projects.map(toProjectResponse));
+        cursor = page.nextCursor;
+      } while (cursor);
+      expect(await paged(qs)).toEqual(JSON.parse(JSON.stringify(expected)));
+    }
+    const [one] = await paged('').then((all) => all.filter((p) => p.slug === 'stream-00002'));
+    expect(one).toMatchObject({ version: '2.0', interval_s: 15, allow_fanout: ['restart'], flapping: true });
+    expect(one?.maintenance).toMatchObject({ reason: 'upgrade "db"' });
+  });
+});
 
 describe('the whole catalog, streamed', () => {
   it('is one JSON array equal to the paged list, in slug order', async () => {

@@ -392,6 +392,31 @@ export class CatalogService {
   }
 
   /**
+   * One page as the API answers it: the JSON array of its ProjectResponse objects, written by
+   * PostgreSQL as `streamProjectsJson` writes the whole catalog (the same fields, order and times as
+   * `toProjectResponse`), and the cursor of the next page when more remain. Under a million
+   * projects' heartbeats the service's one thread then only forwards text: turning 100 rows into
+   * Dates, objects and JSON again took it longer than the query took PostgreSQL.
+   */
+  async getProjectsJson(
+    opts: ListOptions & { limit: number },
+  ): Promise<{ body: string; nextCursor?: string }> {
+    const now = this.#clock.now();
+    const limit = opts.limit;
+    const [page] = await query<{ body: string; last: string | null; n: number }>(
+      this.#db,
+      sql`select coalesce('[' || string_agg(j, ',' order by slug) filter (where rn <= ${limit}) || ']', '[]') as body,
+                 max(slug) filter (where rn <= ${limit}) as last, count(*)::int as n
+          from (select slug, j, row_number() over (order by slug) as rn
+                from (${this.#pageSql(opts, limit + 1, undefined, now, this.#jsonSelectSql(now))}) p) t`,
+    );
+    if (!page) return { body: '[]' };
+    return page.n > limit && page.last !== null
+      ? { body: page.body, nextCursor: encodeCursor(page.last) }
+      : { body: page.body };
+  }
+
+  /**
    * The whole catalog (filtered like `getProjects`) in slug order, `STREAM_BATCH_ROWS` per statement:
    * keyset pages rather than one server-side cursor, so no transaction (and no snapshot holding back
    * vacuum of a table rewritten by every heartbeat) stays open while a slow client reads. Each batch

@@ -62,9 +62,11 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const body = Readable.from(jsonArray(first, batches));
         return reply.send(body as unknown as ProjectResponse[]);
       }
-      const { projects, nextCursor } = await app.catalog.getProjects(request.query);
+      // A page too is JSON text from PostgreSQL, forwarded as it is.
+      const { body, nextCursor } = await app.catalog.getProjectsJson({ ...request.query, limit });
       if (nextCursor) reply.header('X-Next-Cursor', nextCursor);
-      return projects.map(toProjectResponse);
+      reply.type('application/json; charset=utf-8');
+      return reply.send(body as unknown as ProjectResponse[]);
     },
   );
 
