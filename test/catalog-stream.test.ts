@@ -68,12 +68,28 @@ describe('a page', () => {
       const expected: unknown[] = [];
       let cursor: string | undefined;
       do {
-        const page = await app.catalog.getProjects({ ...filters, limit: 1000, ...(cursor ? { cursor } : {}) });
+        const page = await app.catalog.getProjects({
+          ...filters,
+          limit: 1000,
+          ...(cursor ? { cursor } : {}),
+        });
         expected.push(...page.projects.map(toProjectResponse));
         cursor = page.nextCursor;
       } while (cursor);
       expect(await paged(qs)).toEqual(JSON.parse(JSON.stringify(expected)));
     }
+    // One project by slug: the same JSON as its row mapped.
+    for (const slug of ['stream-00002', 'stream-00004', 'stream-00100']) {
+      const res = await app.inject({ url: `/api/fed/projects/${slug}` });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toMatch(/^application\/json/);
+      expect(res.json()).toEqual(
+        JSON.parse(JSON.stringify(toProjectResponse(await app.catalog.getProject(slug)))),
+      );
+    }
+    const missing = await app.inject({ url: '/api/fed/projects/stream-missing' });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json().error).toBeDefined();
     const [one] = await paged('').then((all) => all.filter((p) => p.slug === 'stream-00002'));
     expect(one).toMatchObject({ version: '2.0', interval_s: 15, allow_fanout: ['restart'], flapping: true });
     expect(one?.maintenance).toMatchObject({ reason: 'upgrade "db"' });

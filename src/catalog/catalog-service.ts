@@ -514,6 +514,17 @@ export class CatalogService {
     return rows[0] as Project | undefined;
   }
 
+  /** `getProject` as the API answers it: the ProjectResponse's JSON text, written by PostgreSQL (see `getProjectsJson`). */
+  async getProjectJson(slug: string): Promise<string> {
+    const now = this.#clock.now();
+    const [row] = await query<{ j: string }>(
+      this.#db,
+      sql`select ${this.#jsonSelectSql(now)} from projects where slug = ${slug}`,
+    );
+    if (!row) throw new NotFoundError(`project ${slug} is not registered`);
+    return row.j;
+  }
+
   async getProject(slug: string): Promise<Project> {
     const project = await this.findProject(slug);
     if (!project) throw new NotFoundError(`project ${slug} is not registered`);

@@ -104,7 +104,11 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: ProjectResponseSchema, ...READ_ERRORS, ...errorResponses(404) },
       },
     },
-    async (request) => toProjectResponse(await app.catalog.getProject(request.params.slug)),
+    async (request, reply) => {
+      const body = await app.catalog.getProjectJson(request.params.slug);
+      reply.type('application/json; charset=utf-8');
+      return reply.send(body as unknown as ProjectResponse);
+    },
   );
 
   app.delete(
