@@ -154,6 +154,44 @@ describe('compression', () => {
     expect(identity.json()).toHaveLength(N);
   });
 
+  it('compresses a whole page in one piece, with its length, as Accept-Encoding asks', async () => {
+    const url = '/api/fed/projects?limit=300';
+    const plain = await app.inject({ url, headers: { 'accept-encoding': 'identity' } });
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    const expected = plain.json<ProjectResponse[]>();
+    expect(expected).toHaveLength(300);
+    for (const [accept, encoding, decode] of [
+      ['br;q=1, gzip;q=0.5', 'br', brotliDecompressSync],
+      ['gzip', 'gzip', gunzipSync],
+      ['x-gzip', 'gzip', gunzipSync],
+      ['*', 'gzip', gunzipSync],
+    ] as const) {
+      const res = await app.inject({ url, headers: { 'accept-encoding': accept } });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-encoding']).toBe(encoding);
+      expect(res.headers.vary).toMatch(/accept-encoding/i);
+      expect(res.headers['x-next-cursor']).toBe(plain.headers['x-next-cursor']);
+      expect(Number(res.headers['content-length'])).toBe(res.rawPayload.length);
+      expect(res.rawPayload.length).toBeLessThan(plain.rawPayload.length / 4);
+      expect(JSON.parse(decode(res.rawPayload).toString('utf8'))).toEqual(expected);
+    }
+    // Nothing we speak, or the client asks for none: plain.
+    for (const headers of [
+      { 'accept-encoding': 'zstd' },
+      { 'accept-encoding': 'br', 'x-no-compression': '1' },
+    ]) {
+      const res = await app.inject({ url, headers });
+      expect(res.headers['content-encoding']).toBeUndefined();
+      expect(res.json()).toEqual(expected);
+    }
+    // One project is small: plain.
+    const one = await app.inject({
+      url: '/api/fed/projects/stream-00001',
+      headers: { 'accept-encoding': 'br' },
+    });
+    expect(one.headers['content-encoding']).toBeUndefined();
+  });
+
   it('leaves small responses alone', async () => {
     const res = await app.inject({ url: '/api/fed/health', headers: { 'accept-encoding': 'br' } });
     expect(res.statusCode).toBe(200);
