@@ -829,8 +829,13 @@ export class CatalogService {
         });
       }
       if (transitions.length > 0) {
-        // A stored transition is published once committed: it must survive a crash of PostgreSQL.
-        await query(tx, sql`select set_config('synchronous_commit', 'on', true)`);
+        // A stored transition is published once committed: it commits as the server is configured to
+        // (durable by default), not as this transaction's drop-only start set it.
+        await query(
+          tx,
+          sql`select set_config('synchronous_commit',
+                (select reset_val from pg_settings where name = 'synchronous_commit'), true)`,
+        );
         await storeTransitions(tx, transitions, this.#onStored);
       }
       return { transitions, buckets };
