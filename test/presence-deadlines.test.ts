@@ -257,6 +257,38 @@ describe('deadlines', () => {
     expect(path(await catalog.sweepStatuses({ unwritten: () => false }))).toEqual(['stuck:online>degraded']);
   });
 
+  it('reports its lag from when a deadline could first be taken, not from its due time', async () => {
+    const t0 = clock.now();
+    const grace = 1_000;
+    const catalog = new CatalogService({
+      db: handle.db,
+      clock,
+      thresholds,
+      guard: noGrace,
+      claimGraceMs: grace,
+    });
+    await catalog.writeHeartbeats([beat('lagging', t0), beat('waiting', t0)], true);
+    // Degraded after 45 s; takeable once the grace has passed too; swept 2 s after that. Deadlines
+    // fall in 100 ms buckets, so up to one bucket less.
+    clock.set(t0.getTime() + 45_000 + grace + 2_000);
+    const unwritten = (slug: string) => slug === 'waiting';
+    expect(path(await catalog.sweepStatuses({ unwritten }))).toEqual(['lagging:online>degraded']);
+    expect(catalog.sweepLagMs).toBeGreaterThanOrEqual(1_900);
+    expect(catalog.sweepLagMs).toBeLessThanOrEqual(2_000);
+    // 'waiting' is held for its buffered heartbeat's write (not_before): taken 300 ms after that,
+    // its lag is those 300 ms, not the seconds since its due time.
+    const notBefore = await catalog.nextDueAt();
+    expect(notBefore).toBeDefined();
+    clock.set((notBefore as Date).getTime() + 300);
+    expect(path(await catalog.sweepStatuses({ unwritten: () => false }))).toEqual([
+      'waiting:online>degraded',
+    ]);
+    expect(catalog.sweepLagMs).toBe(300);
+    // Nothing due: no lag.
+    expect(await catalog.sweepStatuses()).toEqual([]);
+    expect(catalog.sweepLagMs).toBe(0);
+  });
+
   it('two replicas sweeping together claim each transition exactly once', async () => {
     const a = catalogFor();
     const b = catalogFor();

@@ -643,8 +643,9 @@ export class CatalogService {
   }
 
   /**
-   * How far past due the oldest deadline the last sweep took was, in ms (0 when it took none): how
-   * far behind the sweeper is.
+   * How long the oldest deadline bucket the last sweep took had been ready to take, in ms (0 when
+   * it took none): past its due time plus the claim grace, or past its not_before when later. How
+   * far behind the sweeper is, with the grace itself not counted.
    */
   get sweepLagMs(): number {
     return this.#sweepLagMs;
@@ -698,13 +699,19 @@ export class CatalogService {
     const waitUntil = (ms: number) =>
       sql`${new Date(now.getTime() + Math.max(ms, DEADLINE_BUCKET_MS)).toISOString()}::timestamptz`;
     return this.#db.transaction(async (tx) => {
-      const taken = await query<{ due_ms: string | number; ids: string; queued_by: string | null }>(
+      const taken = await query<{
+        due_ms: string | number;
+        not_before_ms: string | number | null;
+        ids: string;
+        queued_by: string | null;
+      }>(
         tx,
         sql`delete from project_deadlines where id in (
               select id from project_deadlines where due_at <= ${claimBeforeTs}
                 and (not_before is null or not_before <= ${nowTs})
               order by due_at limit ${SWEEP_BATCH_BUCKETS} for update skip locked)
             returning (extract(epoch from due_at) * 1000)::bigint as due_ms,
+                      (extract(epoch from not_before) * 1000)::bigint as not_before_ms,
                       array_to_string(project_ids, ',') as ids, queued_by::text,
                       -- This transaction commits without waiting for its WAL to reach the disk
                       -- unless it stores a transition (turned back on below). Almost every sweep only
@@ -714,9 +721,15 @@ export class CatalogService {
                       -- queue, and the next sweep takes them again.
                       set_config('synchronous_commit', 'off', true) as async_commit`,
       );
-      let oldestDueMs = Infinity;
-      for (const t of taken) oldestDueMs = Math.min(oldestDueMs, Number(t.due_ms));
-      if (taken.length > 0) this.#sweepLagMs = Math.max(this.#sweepLagMs, now.getTime() - oldestDueMs);
+      // Lag counts from when a bucket could first be taken: its due time plus the claim grace, or
+      // its not_before when that is later (a flip waiting for a buffered heartbeat's write).
+      let oldestReadyMs = Infinity;
+      for (const t of taken) {
+        const ready = Math.max(Number(t.due_ms) + this.#claimGraceMs, Number(t.not_before_ms ?? 0));
+        oldestReadyMs = Math.min(oldestReadyMs, ready);
+      }
+      if (taken.length > 0)
+        this.#sweepLagMs = Math.max(this.#sweepLagMs, Math.max(0, now.getTime() - oldestReadyMs));
       // Each id once, at its latest due time; ids this replica queued and has since written a later
       // deadline for are dropped here, without a lookup (src/catalog/known-deadlines.ts).
       const due = new Map<number, number>();

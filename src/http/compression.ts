@@ -5,6 +5,13 @@ import compress from '@fastify/compress';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Set by compressionPlugin on a route that turns compression off. */
+    oneShotCompression?: boolean;
+  }
+}
+
 /** Responses smaller than this go out as they are: compressing them costs more than it saves. */
 export const COMPRESS_THRESHOLD_BYTES = 1024;
 /** Whole bodies up to this size are compressed in one call (larger ones, and streams, as a stream). */
@@ -30,7 +37,8 @@ const compressible = (type: unknown) =>
  * pool. @fastify/compress turns every body into a stream through a zlib stream: for a page of 100
  * projects that took 1 ms more at the median and 15-20 ms more at p99 than the body sent plain (a
  * million projects, nothing else running), most of a page's time. Streams (the whole catalog) and
- * bodies above ONE_SHOT_MAX_BYTES are left to it.
+ * bodies above ONE_SHOT_MAX_BYTES are left to it. A HEAD request is answered with the headers its GET
+ * would have (the encoding and the compressed length), as @fastify/compress also does.
  */
 async function compressWhole(
   request: FastifyRequest,
@@ -38,6 +46,7 @@ async function compressWhole(
   payload: unknown,
 ): Promise<unknown> {
   if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return payload;
+  if (request.routeOptions.config.oneShotCompression === false) return payload;
   const size = Buffer.byteLength(payload);
   if (size < COMPRESS_THRESHOLD_BYTES || size > ONE_SHOT_MAX_BYTES) return payload;
   if (reply.getHeader('content-encoding') !== undefined || !compressible(reply.getHeader('content-type'))) {
@@ -71,6 +80,13 @@ async function compressWhole(
  */
 export const compressionPlugin = fp(
   async (app: FastifyInstance) => {
+    // A route that turns compression off (`compress: false`, or `config: { compress: false }`, as
+    // @fastify/compress reads them) is sent plain by this hook too.
+    app.addHook('onRoute', (route) => {
+      if (route.compress === false || route.config?.compress === false) {
+        route.config = { ...route.config, oneShotCompression: false };
+      }
+    });
     // Runs before @fastify/compress's own hook (a route's hooks come after the instance's), which
     // leaves a body that says it is encoded alone.
     app.addHook('onSend', compressWhole);

@@ -626,6 +626,54 @@ describe('HeartbeatWriter with two batches in flight, on PostgreSQL', () => {
     expect(writer.health()).toMatchObject({ consecutive_failures: 1, pending: 1 });
   });
 
+  it('frees written projects for the next write while their integrations wait on a slow sink', async () => {
+    const sizes: number[] = [];
+    let releaseSink = () => {};
+    const sinkHeld = new Promise<void>((r) => {
+      releaseSink = r;
+    });
+    const handed: string[][] = [];
+    const { writer, clock } = makeWriter({
+      db: database.db,
+      maxBatchRows: 3,
+      concurrency: 2,
+      sinks: [
+        async (b) => {
+          handed.push(b.map((x) => x.slug));
+          await sinkHeld;
+        },
+      ],
+      wrap: (catalog) => ({
+        writeHeartbeats: async (rows, autoRegister, opts) => {
+          sizes.push(rows.length);
+          return catalog.writeHeartbeats(rows, autoRegister, opts);
+        },
+      }),
+    });
+    const first = Array.from({ length: 3 }, () => slugOf('sink'));
+    const next = Array.from({ length: 3 }, () => slugOf('sink'));
+    // Registered first, so that each batch below is one write.
+    for (const s of [...first, ...next]) writer.enqueue(hb(s, { version: '0' }), clock.now());
+    await writer.flush();
+    sizes.length = 0;
+    clock.advance(10);
+    for (const s of first)
+      writer.enqueue(hb(s, { integrations: [{ to: 'other', kind: 'api' }] }), clock.now());
+    const flushed = writer.flush();
+    await waitFor(() => handed.length === 1, { what: 'the first batch handed to the sink' });
+    // The first write holds its place in `concurrency` until the sink returns, but not its projects:
+    // a whole batch is waiting beside it, so a second write starts.
+    clock.advance(10);
+    for (const s of next) writer.enqueue(hb(s), clock.now());
+    const flushedNext = writer.flush();
+    await waitFor(() => sizes.length === 2, { what: 'a second write while the sink is held' });
+    expect(sizes).toEqual([3, 3]);
+    releaseSink();
+    await Promise.all([flushed, flushedNext]);
+    expect(writer.pending).toBe(0);
+    expect(handed).toEqual([[...first].sort()]);
+  });
+
   it('starts a write beside another only when a whole batch waits', async () => {
     const sizes: number[] = [];
     let running = 0;

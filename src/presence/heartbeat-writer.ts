@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { CatalogService } from '../catalog/catalog-service.ts';
-import { HEARD_KEY, heartbeatRowJsonAt } from '../catalog/heartbeat-write.ts';
+import { HEARD_KEY, type HeartbeatRowFields, heartbeatRowJsonAt } from '../catalog/heartbeat-write.ts';
 import { DEGRADED_FACTOR } from '../catalog/status-rule.ts';
 import type { Clock } from '../clock.ts';
 import { DEFAULT_BUFFER_MAX_BYTES } from '../config.ts';
@@ -35,11 +35,14 @@ export class PendingHeartbeat {
   heardIfUnwritten: number | undefined = undefined;
   /** When the first heartbeat this entry stands for was received (its row's `heard_at`), from `epochMs`. */
   heardMs: number;
-  /** Its row, or (while the buffer is small, see LAZY_ROWS_BELOW) the heartbeat to build it from. */
-  #row: string | Heartbeat;
+  /**
+   * Its row, or (while the buffer is small, see LAZY_ROWS_BELOW) the fields to build it from: only
+   * those the row holds, so a heartbeat's other fields are not kept past its check.
+   */
+  #row: string | HeartbeatRowFields;
 
   constructor(
-    row: string | Heartbeat,
+    row: string | HeartbeatRowFields,
     /** When it was received, in milliseconds from the writer's `epochMs`. */
     readonly receivedAtMs: number,
     /** Its approximate size, counted against the byte budget. */
@@ -52,7 +55,7 @@ export class PendingHeartbeat {
 
   /** Its row for the database (`heartbeatRowJsonAt`), built now if it was not yet. */
   json(epochMs: number): string {
-    if (typeof this.#row !== 'string') this.#row = rowOf(this.#row, epochMs + this.receivedAtMs);
+    if (typeof this.#row !== 'string') this.#row = heartbeatRowJsonAt(this.#row, epochMs + this.receivedAtMs);
     return this.#row;
   }
 }
@@ -67,19 +70,16 @@ export class PendingHeartbeat {
  */
 export const LAZY_ROWS_BELOW = 20_000;
 
-function rowOf(heartbeat: Heartbeat, receivedMs: number): string {
-  return heartbeatRowJsonAt(
-    {
-      health: heartbeat.state === 'leaving' ? 'leaving' : (heartbeat.health ?? 'ok'),
-      version: heartbeat.version ?? null,
-      interval_s: heartbeat.interval_s ?? null,
-      name: heartbeat.name ?? null,
-      hub_url: heartbeat.hub_url,
-      mesh_namespace: heartbeat.mesh_namespace,
-      tags: heartbeat.tags ?? null,
-    },
-    receivedMs,
-  );
+function fieldsOf(heartbeat: Heartbeat): HeartbeatRowFields {
+  return {
+    health: heartbeat.state === 'leaving' ? 'leaving' : (heartbeat.health ?? 'ok'),
+    version: heartbeat.version ?? null,
+    interval_s: heartbeat.interval_s ?? null,
+    name: heartbeat.name ?? null,
+    hub_url: heartbeat.hub_url,
+    mesh_namespace: heartbeat.mesh_namespace,
+    tags: heartbeat.tags ?? null,
+  };
 }
 
 function pendingOf(
@@ -91,7 +91,7 @@ function pendingOf(
 ): PendingHeartbeat {
   const receivedMs = receivedAt.getTime();
   return new PendingHeartbeat(
-    lazy ? heartbeat : rowOf(heartbeat, receivedMs),
+    lazy ? fieldsOf(heartbeat) : heartbeatRowJsonAt(fieldsOf(heartbeat), receivedMs),
     receivedMs - epochMs,
     bytes,
     heartbeat.integrations,
@@ -456,10 +456,11 @@ export class HeartbeatWriter {
       this.#inFlight.add(slug);
       entry.picked = true;
     }
-    let written = false;
+    let written: Batch = [];
+    let ok = false;
     try {
-      await this.#writeHeld(batch, queue, register);
-      written = true;
+      written = await this.#writeHeld(batch, queue, register);
+      ok = true;
     } finally {
       for (const [slug, entry] of batch) {
         this.#inFlight.delete(slug);
@@ -467,13 +468,20 @@ export class HeartbeatWriter {
         const current = this.#pending.get(slug) ?? this.#unregistered.get(slug);
         if (!current || current === entry || current.heardIfUnwritten === undefined) continue;
         // Not written: the heartbeat that replaced it stands for both again.
-        if (!written) current.heardMs = Math.min(current.heardMs, current.heardIfUnwritten);
+        if (!ok) current.heardMs = Math.min(current.heardMs, current.heardIfUnwritten);
         current.heardIfUnwritten = undefined;
       }
     }
+    // After the batch's projects are released: while a sink is slow, they are free for the next
+    // write, and `pending - #inFlight.size` (the whole-batch rule in #launch) counts only what waits.
+    // The write still counts against `concurrency` until its integrations are handed over.
+    const handOver = this.#handOver.then(() => this.#handOverIntegrations(written));
+    this.#handOver = handOver.catch(() => {});
+    await handOver;
   }
 
-  async #writeHeld(batch: Batch, queue: Map<string, PendingHeartbeat>, register: boolean): Promise<void> {
+  /** Writes the batch and settles the queue; returns the entries written (for the integrations). */
+  async #writeHeld(batch: Batch, queue: Map<string, PendingHeartbeat>, register: boolean): Promise<Batch> {
     // Set here, at every write attempt (successful or not), rather than once per received heartbeat.
     this.#o.metrics.pending.set(this.pending);
     this.#o.metrics.pendingBytes.set(this.#bytes);
@@ -570,9 +578,7 @@ export class HeartbeatWriter {
         unknown.length,
       );
     }
-    const handOver = this.#handOver.then(() => this.#handOverIntegrations(written));
-    this.#handOver = handOver.catch(() => {});
-    await handOver;
+    return written;
   }
 
   /**

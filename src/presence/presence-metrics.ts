@@ -97,7 +97,7 @@ export class PresenceMetrics {
     });
     this.sweepLag = new Gauge({
       name: 'federation_status_sweep_lag_seconds',
-      help: 'How far past due the oldest deadline the last sweep took was (0 when none was due): how far behind the sweeper is',
+      help: 'How long the oldest deadline the last sweep took had been ready to take (past its due time plus the claim grace, or its not_before), 0 when none was due: how far behind the sweeper is',
       registers,
     });
   }
