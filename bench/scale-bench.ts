@@ -265,11 +265,16 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
 
     nc = await connect({ servers: nats.url, name: 'scale-bench' });
     const offlineAt = new Map<string, number>();
+    /** The time each offline transition says it was claimed (`at`, the service's clock). */
+    const offlineClaimedAt = new Map<string, number>();
     const sub = nc.subscribe('fed.status.>');
     void (async () => {
       for await (const m of sub) {
-        const e = m.json<{ slug: string; to: string }>();
-        if (e.to === 'offline' && !offlineAt.has(e.slug)) offlineAt.set(e.slug, Date.now());
+        const e = m.json<{ slug: string; to: string; at: string }>();
+        if (e.to === 'offline' && !offlineAt.has(e.slug)) {
+          offlineAt.set(e.slug, Date.now());
+          offlineClaimedAt.set(e.slug, Date.parse(e.at));
+        }
       }
     })();
     const scrape = async (): Promise<string> => {
@@ -422,6 +427,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     // Offline events count from here: projects silent since their first heartbeat while the fleet
     // registered could rightly go offline before the bulk path set them beating.
     offlineAt.clear();
+    offlineClaimedAt.clear();
     const victimsSilenced = (async () => {
       await sleep(silenceAt - Date.now());
       const p = victimPub.progress();
@@ -581,15 +587,27 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       [[...victims]],
     );
     const delays: number[] = [];
+    // Of each delay, the part before the sweep claimed the flip (threshold → `at`) and the part
+    // from the claim to this process receiving the event (commit, publish, NATS, this event loop).
+    const claimDelays: number[] = [];
+    const deliveryDelays: number[] = [];
     let missed = 0;
     for (const r of lastBeats) {
       const at = offlineAt.get(r.slug);
+      const threshold = r.last.getTime() + 3 * VICTIM_INTERVAL_S * 1000;
       if (at === undefined) missed++;
-      else delays.push(at - (r.last.getTime() + 3 * VICTIM_INTERVAL_S * 1000));
+      else {
+        delays.push(at - threshold);
+        const claimed = offlineClaimedAt.get(r.slug);
+        if (claimed !== undefined && Number.isFinite(claimed)) {
+          claimDelays.push(claimed - threshold);
+          deliveryDelays.push(at - claimed);
+        }
+      }
     }
     const falseOffline = [...offlineAt.keys()].filter((s) => !victims.has(s)).length;
     log(
-      `  offline detection: ${delays.length} of ${o.silent} silent projects, delay past the threshold p50 ${round1(percentile(delays, 50))} ms, p99 ${round1(percentile(delays, 99))} ms; missed ${missed}; false offline ${falseOffline}`,
+      `  offline detection: ${delays.length} of ${o.silent} silent projects, delay past the threshold p50 ${round1(percentile(delays, 50))} ms, p99 ${round1(percentile(delays, 99))} ms (claimed by the sweep p50 ${round1(percentile(claimDelays, 50))}, p99 ${round1(percentile(claimDelays, 99))} ms after it; received p50 ${round1(percentile(deliveryDelays, 50))}, p99 ${round1(percentile(deliveryDelays, 99))} ms after the claim); missed ${missed}; false offline ${falseOffline}`,
     );
     log(
       `  reads under load: page p99 ${round1(percentile(pages, 99))} ms, status page p99 ${round1(percentile(statusPages, 99))} ms, by slug p99 ${round1(percentile(bySlug, 99))} ms (${pages.length} each); publish → visible p50 ${round1(percentile(visible, 50))} ms, p99 ${round1(percentile(visible, 99))} ms (${visible.length}); errors ${JSON.stringify(errors)}`,
@@ -727,6 +745,10 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       visible_p99_ms: round1(percentile(visible, 99)),
       offline_delay_p50_ms: round1(percentile(delays, 50)),
       offline_delay_p99_ms: round1(percentile(delays, 99)),
+      offline_claim_p50_ms: round1(percentile(claimDelays, 50)),
+      offline_claim_p99_ms: round1(percentile(claimDelays, 99)),
+      offline_delivery_p50_ms: round1(percentile(deliveryDelays, 50)),
+      offline_delivery_p99_ms: round1(percentile(deliveryDelays, 99)),
       offline_missed: missed,
       false_offline: falseOffline,
       service_cpu_pct: serviceCpuPct,
