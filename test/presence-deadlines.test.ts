@@ -257,6 +257,22 @@ describe('deadlines', () => {
     expect(path(await catalog.sweepStatuses({ unwritten: () => false }))).toEqual(['stuck:online>degraded']);
   });
 
+  it('looks again at a project left to its buffered heartbeat no sooner than the writer needs, within 30 s', async () => {
+    const t0 = clock.now();
+    const catalog = catalogFor();
+    await catalog.writeHeartbeats([beat('behind', t0)], true);
+    clock.set(t0.getTime() + 46_000);
+    const unwritten = () => true;
+    expect(await catalog.sweepStatuses({ unwritten, unwrittenRetryMs: 12_000 })).toEqual([]);
+    expect(await catalog.nextDueAt()).toEqual(new Date(t0.getTime() + 58_000));
+    clock.set(t0.getTime() + 58_000);
+    // A writer minutes behind: 30 s at most.
+    expect(await catalog.sweepStatuses({ unwritten, unwrittenRetryMs: 600_000 })).toEqual([]);
+    expect(await catalog.nextDueAt()).toEqual(new Date(t0.getTime() + 88_000));
+    clock.set(t0.getTime() + 88_000);
+    expect(path(await catalog.sweepStatuses({ unwritten: () => false }))).toEqual(['behind:online>degraded']);
+  });
+
   it('reports its lag from when a deadline could first be taken, not from its due time', async () => {
     const t0 = clock.now();
     const grace = 1_000;
@@ -287,6 +303,53 @@ describe('deadlines', () => {
     // Nothing due: no lag.
     expect(await catalog.sweepStatuses()).toEqual([]);
     expect(catalog.sweepLagMs).toBe(0);
+  });
+
+  it('drops superseded deadlines from the queue before they fall due, and only its own', async () => {
+    const t0 = clock.now();
+    const catalog = catalogFor();
+    const other = catalogFor();
+    // Registered first: the rows a registration queues belong to no replica.
+    await catalog.writeHeartbeats([beat('kept', t0), beat('beaten', t0), beat('theirs', t0)], true);
+    await query(handle.db, sql`delete from project_deadlines`);
+    clock.set(t0.getTime() + 1_000);
+    await catalog.writeHeartbeats([beat('kept', clock.now()), beat('beaten', clock.now())], true);
+    await other.writeHeartbeats([beat('theirs', clock.now())], true);
+    clock.set(t0.getTime() + 10_000);
+    await catalog.writeHeartbeats([beat('beaten', clock.now())], true);
+    await other.writeHeartbeats([beat('theirs', clock.now())], true);
+    const dueBy = async (ms: number) =>
+      (
+        await query<{ slug: string }>(
+          handle.db,
+          sql`select p.slug from project_deadlines d cross join unnest(d.project_ids) u(id)
+              join projects p on p.id = u.id
+              where d.due_at <= ${new Date(t0.getTime() + ms).toISOString()}::timestamptz order by 1`,
+        )
+      ).map((r) => r.slug);
+    expect(await dueBy(46_100)).toEqual(['beaten', 'kept', 'theirs']);
+    // 1.5 s before the first deadlines (46 s): within the horizon. 'beaten' has a later deadline this
+    // replica queued; 'theirs' was queued by the other replica, whose prune drops it.
+    clock.set(t0.getTime() + 44_500);
+    expect(await catalog.pruneSupersededDeadlines()).toBe(1);
+    expect(await dueBy(46_100)).toEqual(['kept', 'theirs']);
+    expect(await catalog.pruneSupersededDeadlines()).toBe(0);
+    expect(await other.pruneSupersededDeadlines()).toBe(1);
+    expect(await dueBy(46_100)).toEqual(['kept']);
+    // Their later deadlines are still queued, and the sweep and the reads see the same as before.
+    expect(await dueBy(55_100)).toEqual(['beaten', 'kept', 'theirs']);
+    clock.set(t0.getTime() + 47_000);
+    expect((await catalog.getProjects({ status: 'degraded' })).projects.map((p) => p.slug)).toEqual(['kept']);
+    expect(path(await catalog.sweepStatuses())).toEqual(['kept:online>degraded']);
+    clock.set(t0.getTime() + 56_000);
+    expect(path(await catalog.sweepStatuses())).toEqual(['beaten:online>degraded', 'theirs:online>degraded']);
+    expect(await ruleByBruteForce(clock.now())).toEqual(
+      new Map([
+        ['kept', 'degraded'],
+        ['beaten', 'degraded'],
+        ['theirs', 'degraded'],
+      ]),
+    );
   });
 
   it('two replicas sweeping together claim each transition exactly once', async () => {

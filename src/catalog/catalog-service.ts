@@ -94,6 +94,22 @@ export const SWEEP_BATCH_BUCKETS = 4;
 const SWEEP_MAX_BATCHES = 25;
 /** How long an id past its deadline waits, while the local writer holds a heartbeat of it, before a sweep takes it again. */
 const UNWRITTEN_RETRY_MS = 5000;
+/**
+ * At most this long, however far behind the writer says it is: a writer behind by more than this
+ * would otherwise have every project it holds looked up again every UNWRITTEN_RETRY_MS, each time
+ * still held (a million projects restarting at once: the sweeper's lookups starved the writer).
+ */
+const UNWRITTEN_RETRY_MAX_MS = 30_000;
+/**
+ * How far ahead `pruneSupersededDeadlines` looks: queue rows due within this are rewritten without
+ * the ids this replica has since queued a later deadline for. Most of them by then: a project
+ * beating every 30 s supersedes its 45 s deadline 15 s before it falls due.
+ */
+export const PRUNE_HORIZON_MS = 2_000;
+/** A prune takes at least this much more of the horizon than the last one (each row once, in steps). */
+const PRUNE_STEP_MS = 1_000;
+/** Queue rows one prune takes at most; the rest are left to the next one, or to the sweep. */
+const PRUNE_MAX_ROWS = 500;
 /** Count deltas are summed into one row once there are more than this many. */
 const COUNT_DELTAS_COMPACT_AT = 200;
 /** Serialises count compaction and recounting across replicas (pg_advisory_xact_lock). */
@@ -177,6 +193,8 @@ export class CatalogService {
   readonly #thresholds: Thresholds;
   readonly #claimGraceMs: number;
   #sweepLagMs = 0;
+  /** Queue rows due up to this (ms) have been pruned (`pruneSupersededDeadlines`). */
+  #prunedThroughMs: number | undefined;
   #guard: OfflineGuard;
   #onHeartbeatTransitions: TransitionListener | undefined;
   #onStored: TransitionsStoredHook | undefined;
@@ -663,17 +681,90 @@ export class CatalogService {
    * replicas sweep. What is not due is never read.
    */
   async sweepStatuses(
-    opts: { unwritten?: (slug: string, deadline: Date) => boolean } = {},
+    opts: {
+      unwritten?: (slug: string, deadline: Date) => boolean;
+      /** How long the local writer needs for what it holds (`HeartbeatWriter.backlogMs`). */
+      unwrittenRetryMs?: number;
+    } = {},
   ): Promise<Transition[]> {
     const all: Transition[] = [];
     this.#sweepLagMs = 0;
     for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-      const { transitions, buckets } = await this.#sweepBatch(opts.unwritten);
+      const retryMs = Math.min(
+        UNWRITTEN_RETRY_MAX_MS,
+        Math.max(UNWRITTEN_RETRY_MS, opts.unwrittenRetryMs ?? 0),
+      );
+      const { transitions, buckets } = await this.#sweepBatch(opts.unwritten, retryMs);
       if (transitions.length > 0) this.#notifyCommitted();
       all.push(...transitions);
       if (buckets < SWEEP_BATCH_BUCKETS) break;
     }
     return all;
+  }
+
+  /**
+   * Rewrites the queue rows this replica queued that fall due within PRUNE_HORIZON_MS without the
+   * ids it has since queued a later deadline for (a later heartbeat of the project was written),
+   * and returns how many ids it dropped. A sweep would drop them too, unread, once due; but until
+   * a sweep takes a due row, every status page and count reads each of its ids (the rule may have
+   * moved it), and at a million projects beating every 30 s the due rows held thousands of ids,
+   * nearly all superseded. Pruned ahead, the due rows hold what may really change.
+   *
+   * Each row is taken once (in steps of PRUNE_STEP_MS of the horizon, `skip locked` beside writes
+   * and sweeps); the ids kept go back at the same due time. Rows of other replicas, rows waiting on
+   * `not_before` and rows already due are left to the sweep. Commits asynchronously: lost in a crash
+   * of PostgreSQL, a prune only leaves the rows as they were.
+   */
+  async pruneSupersededDeadlines(): Promise<number> {
+    const nowMs = this.#clock.now().getTime();
+    const fromMs = Math.max(this.#prunedThroughMs ?? nowMs, nowMs);
+    const toMs = nowMs + PRUNE_HORIZON_MS;
+    if (toMs - fromMs < PRUNE_STEP_MS) return 0;
+    const ts = (ms: number) => sql`${new Date(ms).toISOString()}::timestamptz`;
+    const { dropped, throughMs } = await this.#db.transaction(async (tx) => {
+      const taken = await query<{ due_ms: string | number; ids: string }>(
+        tx,
+        sql`delete from project_deadlines where id in (
+              select id from project_deadlines
+              where due_at > ${ts(fromMs)} and due_at <= ${ts(toMs)}
+                and queued_by = ${this.#replica}::bigint and not_before is null
+              order by due_at limit ${PRUNE_MAX_ROWS} for update skip locked)
+            returning (extract(epoch from due_at) * 1000)::bigint as due_ms,
+                      array_to_string(project_ids, ',') as ids,
+                      set_config('synchronous_commit', 'off', true) as async_commit`,
+      );
+      let droppedIds = 0;
+      let lastDueMs = -Infinity;
+      const keptDue: number[] = [];
+      const keptIds: string[] = [];
+      for (const t of taken) {
+        const dueMs = Number(t.due_ms);
+        lastDueMs = Math.max(lastDueMs, dueMs);
+        const kept: number[] = [];
+        for (const part of t.ids.split(',')) {
+          const id = Number(part);
+          if (Number.isInteger(id) && this.#known.laterThan(id, dueMs)) droppedIds += 1;
+          else kept.push(id);
+        }
+        if (kept.length > 0) {
+          keptDue.push(dueMs);
+          keptIds.push(kept.join(','));
+        }
+      }
+      if (keptDue.length > 0) {
+        await query(
+          tx,
+          sql`insert into project_deadlines (due_at, project_ids, queued_by)
+              select timestamptz 'epoch' + u.due_ms * interval '1 millisecond',
+                     string_to_array(u.ids, ',')::int[], ${this.#replica}::bigint
+              from unnest(${arrayParam(keptDue)}::int8[], ${arrayParam(keptIds)}::text[]) u(due_ms, ids)`,
+        );
+      }
+      // A full take may have left rows of the same range: the next prune starts where this one ended.
+      return { dropped: droppedIds, throughMs: taken.length >= PRUNE_MAX_ROWS ? lastDueMs : toMs };
+    });
+    this.#prunedThroughMs = throughMs;
+    return dropped;
   }
 
   /**
@@ -685,6 +776,7 @@ export class CatalogService {
    */
   async #sweepBatch(
     unwritten?: (slug: string, deadline: Date) => boolean,
+    unwrittenRetryMs = UNWRITTEN_RETRY_MS,
   ): Promise<{ transitions: Transition[]; buckets: number }> {
     const now = this.#clock.now();
     const claimBefore = new Date(now.getTime() - this.#claimGraceMs);
@@ -817,7 +909,7 @@ export class CatalogService {
               ${queueDeadlines(
                 sql`select w.id, ${retryAt} from unnest(${arrayParam(waiting)}::int[]) w(id)`,
                 {
-                  notBefore: waitUntil(UNWRITTEN_RETRY_MS),
+                  notBefore: waitUntil(unwrittenRetryMs),
                 },
               )}
             )

@@ -193,6 +193,8 @@ export class HeartbeatWriter {
   /** Integrations are handed to the sinks one batch at a time (two batches' edges could deadlock). */
   #handOver: Promise<void> = Promise.resolve();
   readonly #handedOver = new Map<string, { key: string; at: number }>();
+  /** How long the last successful write took, in ms (`backlogMs`). */
+  #lastWriteMs = 0;
   /** Sum of the pending entries' bytes. */
   #bytes = 0;
   /** The origin of the entries' times: a day before the writer started (see PendingHeartbeat). */
@@ -227,14 +229,29 @@ export class HeartbeatWriter {
 
   /**
    * Whether the buffer holds a heartbeat of `slug` (pending, or in a write in progress) that keeps
-   * its project from being silent at `deadline`: one first heard by then, and received less than a
-   * degraded threshold (`silenceMs`) ago. A held heartbeat heard only after the deadline is a real
-   * silence; one older than a threshold whose write keeps failing no longer speaks for the project.
+   * its project from being silent at `deadline`: one first heard by then (and, while writes fail,
+   * received less than a degraded threshold, `silenceMs`, ago). A held heartbeat heard only after
+   * the deadline is a real silence; one older than a threshold whose write keeps failing no longer
+   * speaks for the project.
    */
   holds(slug: string, deadline: Date): boolean {
     const entry = this.#pending.get(slug) ?? this.#unregistered.get(slug);
     if (!entry || entry.heardMs > deadline.getTime() - this.#epochMs) return false;
+    // While writes succeed, however far behind they are, it will be written: the project was heard,
+    // and judging it silent because this service is slow would be a false offline (a fleet's
+    // restart, a slow database). Only a write that keeps failing lets it lapse.
+    if (this.#failures === 0) return true;
     return this.#o.clock.now().getTime() - this.#epochMs - entry.receivedAtMs < this.#o.silenceMs;
+  }
+
+  /**
+   * About how long what is pending now takes to write, in ms: its batches times the last write's
+   * duration, shared by the writes that run side by side. A sweep waits at least this long before
+   * it looks again at a project it left to its buffered heartbeat (0 when nothing is pending).
+   */
+  get backlogMs(): number {
+    if (this.pending === 0) return 0;
+    return (Math.ceil(this.pending / this.#o.maxBatchRows) * this.#lastWriteMs) / this.#o.concurrency;
   }
 
   /** Of `pending`, the projects found unregistered and waiting for their registration batch. */
@@ -486,6 +503,7 @@ export class HeartbeatWriter {
     this.#o.metrics.pending.set(this.pending);
     this.#o.metrics.pendingBytes.set(this.#bytes);
     const stopTimer = this.#o.metrics.flushSeconds.startTimer();
+    const startedAt = performance.now();
     const counted = this.#failuresCounted;
     let rows: WrittenRow[];
     let refused: Refused[];
@@ -514,6 +532,7 @@ export class HeartbeatWriter {
     if (this.#failures > 0) {
       this.#o.log.info({ pending: this.pending }, 'heartbeat writes recovered');
     }
+    this.#lastWriteMs = performance.now() - startedAt;
     this.#failures = 0;
     this.#failingSince = undefined;
     this.#lastError = undefined;

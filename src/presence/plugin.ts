@@ -84,6 +84,7 @@ export const presencePlugin = fp(
       // judged silent: a sweep leaves their projects to the writer. The sweeper never waits for the
       // writer, and a writer behind delays no other project's claim.
       unwritten: (slug, deadline) => writer.holds(slug, deadline),
+      unwrittenRetryMs: () => writer.backlogMs,
       onTransitions: (transitions) => relay.publish(transitions),
     });
     const streams = new EventStreams(app.feed, { maxClients: config.sseMaxClients });

@@ -17,6 +17,7 @@ export class PresenceMetrics {
   readonly pendingBytes: Gauge;
   readonly sweepSeconds: Histogram;
   readonly sweepLag: Gauge;
+  readonly deadlinesPruned: Counter;
 
   /**
    * Counts NATS heartbeats in a plain number, added to `received` whenever the registry is read:
@@ -93,6 +94,11 @@ export class PresenceMetrics {
       name: 'federation_status_sweep_seconds',
       help: 'Duration of one status sweep (its batches of due deadlines)',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.deadlinesPruned = new Counter({
+      name: 'federation_status_deadlines_pruned_total',
+      help: 'Superseded deadlines dropped from the queue before they fell due (a later heartbeat of the project was written)',
       registers,
     });
     this.sweepLag = new Gauge({

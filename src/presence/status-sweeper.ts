@@ -17,6 +17,7 @@ export interface StatusSweeperOptions {
     nextDueAt?: CatalogService['nextDueAt'];
     recordMassHold?: CatalogService['recordMassHold'];
     currentMassHold?: CatalogService['currentMassHold'];
+    pruneSupersededDeadlines?: CatalogService['pruneSupersededDeadlines'];
     readonly sweepLagMs?: number;
   };
   guard: Pick<PresenceOfflineGuard, 'observe' | 'adopt' | 'triggers' | 'massHolding'>;
@@ -31,6 +32,8 @@ export interface StatusSweeperOptions {
    * (the local writer's buffer): a sweep does not judge that project silent.
    */
   unwritten?: (slug: string, deadline: Date) => boolean;
+  /** How long the local writer needs for what it holds: a project left to it is looked at again no sooner. */
+  unwrittenRetryMs?: () => number;
   /** Receives the transitions this instance claimed, once each. */
   onTransitions?: (transitions: Transition[]) => Promise<void> | void;
 }
@@ -107,13 +110,20 @@ export class StatusSweeper {
     // A heartbeat received but not yet written (waiting behind a long write) must count before its
     // project is judged silent: such a project is left to its write.
     const sweepStarted = performance.now();
-    const transitions = await this.#o.catalog.sweepStatuses({ unwritten: this.#o.unwritten });
+    const transitions = await this.#o.catalog.sweepStatuses({
+      unwritten: this.#o.unwritten,
+      unwrittenRetryMs: this.#o.unwrittenRetryMs?.() ?? 0,
+    });
     this.#o.metrics?.sweepSeconds.observe((performance.now() - sweepStarted) / 1000);
     if (this.#o.catalog.sweepLagMs !== undefined)
       this.#o.metrics?.sweepLag.set(this.#o.catalog.sweepLagMs / 1000);
     this.#lastSweepAt = this.#o.clock.now();
     for (const t of transitions) this.#o.metrics?.transitions.inc({ to: t.to });
     if (transitions.length > 0) await this.#o.onTransitions?.(transitions);
+    // Superseded deadlines leave the queue before they fall due, so status pages and counts read
+    // only what may really change (a no-op until a step of the horizon has passed).
+    const pruned = await this.#o.catalog.pruneSupersededDeadlines?.();
+    if (pruned) this.#o.metrics?.deadlinesPruned.inc(pruned);
     // The count deltas grow with transitions; summing them now and then keeps reading them cheap.
     if (++this.#sweeps % COMPACT_COUNTS_EVERY_SWEEPS === 0) await this.#o.catalog.compactCounts?.();
     // Wake at the next deadline when it comes before the next interval: a project is then claimed
