@@ -629,6 +629,43 @@ describe('HeartbeatWriter with two batches in flight, on PostgreSQL', () => {
     expect(writer.health()).toMatchObject({ consecutive_failures: 1, pending: 1 });
   });
 
+  it('holds a project by the heartbeat being written while a newer one waits behind it', async () => {
+    let release = () => {};
+    let hold: Promise<void> | undefined;
+    let writes = 0;
+    const { writer, clock } = makeWriter({
+      db: database.db,
+      wrap: (catalog) => ({
+        writeHeartbeats: async (rows, autoRegister, opts) => {
+          writes += 1;
+          await hold;
+          return catalog.writeHeartbeats(rows, autoRegister, opts);
+        },
+      }),
+    });
+    const slug = slugOf('inflight');
+    writer.enqueue(hb(slug), clock.now());
+    await writer.flush();
+    hold = new Promise<void>((r) => {
+      release = r;
+    });
+    const before = writes;
+    const heard = clock.now();
+    writer.enqueue(hb(slug, { version: '1' }), heard);
+    const flushed = writer.flush();
+    await waitFor(() => writes === before + 1, { what: 'the write in progress' });
+    // 20 s on, a newer heartbeat replaces it in the buffer while it is being written.
+    clock.advance(20_000);
+    writer.enqueue(hb(slug, { version: '2' }), clock.now());
+    // Silent at a deadline 10 s after the one being written? No: that one was heard before it.
+    expect(writer.holds(slug, new Date(heard.getTime() + 10_000))).toBe(true);
+    expect(writer.holds(slug, new Date(heard.getTime() - 1))).toBe(false);
+    release();
+    await flushed;
+    await writer.flush();
+    expect(writer.pending).toBe(0);
+  });
+
   it('frees written projects for the next write while their integrations wait on a slow sink', async () => {
     const sizes: number[] = [];
     let releaseSink = () => {};

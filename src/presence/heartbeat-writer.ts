@@ -236,7 +236,12 @@ export class HeartbeatWriter {
    */
   holds(slug: string, deadline: Date): boolean {
     const entry = this.#pending.get(slug) ?? this.#unregistered.get(slug);
-    if (!entry || entry.heardMs > deadline.getTime() - this.#epochMs) return false;
+    if (!entry) return false;
+    // An entry that replaced one being written stands for itself only, but the one being written
+    // was heard earlier and lands first: it is what speaks for the project until then.
+    const heardMs =
+      entry.heardIfUnwritten === undefined ? entry.heardMs : Math.min(entry.heardMs, entry.heardIfUnwritten);
+    if (heardMs > deadline.getTime() - this.#epochMs) return false;
     // While writes succeed, however far behind they are, it will be written: the project was heard,
     // and judging it silent because this service is slow would be a false offline (a fleet's
     // restart, a slow database). Only a write that keeps failing lets it lapse.
