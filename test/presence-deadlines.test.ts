@@ -352,6 +352,33 @@ describe('deadlines', () => {
     );
   });
 
+  it('bounds what a read evaluates of the due queue, and never shows online past a threshold', async () => {
+    const t0 = clock.now();
+    const catalog = new CatalogService({
+      db: handle.db,
+      clock,
+      thresholds,
+      guard: noGrace,
+      readDueMaxRows: 1,
+    });
+    for (const [i, slug] of ['first', 'second', 'third'].entries()) {
+      clock.set(t0.getTime() + i * 1_000);
+      await catalog.writeHeartbeats([beat(slug, clock.now())], true);
+    }
+    // All three past their degraded deadline, no sweep yet: only the first queue row due is read.
+    clock.set(t0.getTime() + 48_000);
+    const slugs = async (status?: ProjectStatus) =>
+      (await catalog.getProjects(status ? { status } : {})).projects.map((p) => `${p.slug}:${p.status}`);
+    expect(await slugs('degraded')).toEqual(['first:degraded']);
+    expect(await catalog.countByStatus()).toEqual({ online: 2, degraded: 1, offline: 0 });
+    expect(await slugs('online')).toEqual([]);
+    expect(await slugs()).toEqual(['first:degraded', 'second:degraded', 'third:degraded']);
+    // Once swept, every status page and count agrees with the rule again.
+    expect(path(await catalog.sweepStatuses())).toHaveLength(3);
+    expect(await slugs('degraded')).toEqual(['first:degraded', 'second:degraded', 'third:degraded']);
+    expect(await catalog.countByStatus()).toEqual({ online: 0, degraded: 3, offline: 0 });
+  });
+
   it('two replicas sweeping together claim each transition exactly once', async () => {
     const a = catalogFor();
     const b = catalogFor();

@@ -110,6 +110,17 @@ export const PRUNE_HORIZON_MS = 2_000;
 const PRUNE_STEP_MS = 1_000;
 /** Queue rows one prune takes at most; the rest are left to the next one, or to the sweep. */
 const PRUNE_MAX_ROWS = 500;
+/**
+ * Status pages, counts and the graph read at most this many due queue rows (the oldest first; up to
+ * DEADLINE_ROW_IDS ids each). While the sweeper keeps up, a handful are due at any moment and this
+ * never binds. When it falls far behind (a million deadlines due at once after a restart, on a slow
+ * machine), every read used to evaluate every due id, hundreds of thousands, and those reads took
+ * PostgreSQL from the writer and the sweeper until nothing kept up. Past it, a project the rule has
+ * moved but no sweep has reached yet shows in its stored status on status pages and in counts
+ * until a sweep takes it; a page without a status filter, and the online page, still apply the
+ * rule to every row they show, so none is shown online past its threshold.
+ */
+export const READ_DUE_MAX_ROWS = 20;
 /** Count deltas are summed into one row once there are more than this many. */
 const COUNT_DELTAS_COMPACT_AT = 200;
 /** Serialises count compaction and recounting across replicas (pg_advisory_xact_lock). */
@@ -193,6 +204,7 @@ export class CatalogService {
   readonly #thresholds: Thresholds;
   readonly #claimGraceMs: number;
   #sweepLagMs = 0;
+  readonly #readDueMaxRows: number;
   /** Queue rows due up to this (ms) have been pruned (`pruneSupersededDeadlines`). */
   #prunedThroughMs: number | undefined;
   #guard: OfflineGuard;
@@ -215,7 +227,10 @@ export class CatalogService {
     thresholds: Thresholds;
     guard?: OfflineGuard;
     claimGraceMs?: number;
+    /** Due queue rows a read looks at, at most (READ_DUE_MAX_ROWS; smaller in tests). */
+    readDueMaxRows?: number;
   }) {
+    this.#readDueMaxRows = deps.readDueMaxRows ?? READ_DUE_MAX_ROWS;
     this.#db = deps.db;
     this.#clock = deps.clock;
     this.#thresholds = deps.thresholds;
@@ -278,8 +293,9 @@ export class CatalogService {
    * The ids of every project the rule may have moved away from its stored status by `now`, with
    * others: the deadline buckets due by then (a sweep's worth while the sweeper keeps up). A row
    * whose stored status disagrees with the rule is always among them, so status filters and counts
-   * read only these besides indexes. `firstBuckets`: only the first buckets due (what one sweep
-   * takes at most, for the mass-offline guard).
+   * read only these besides indexes: the first READ_DUE_MAX_ROWS queue rows due (see there).
+   * `firstBuckets`: only the first buckets due (what one sweep takes at most, for the mass-offline
+   * guard).
    */
   dueIdsSql(now: Date = this.#clock.now(), opts: { firstBuckets?: number } = {}): SQL {
     const until = sql`${new Date(now.getTime() + DEADLINE_BUCKET_MS).toISOString()}::timestamptz`;
@@ -287,7 +303,8 @@ export class CatalogService {
       return sql`(select unnest(project_ids) from (select project_ids from project_deadlines
                   where due_at <= ${until} order by due_at limit ${opts.firstBuckets}) b)`;
     }
-    return sql`(select unnest(project_ids) from project_deadlines where due_at <= ${until})`;
+    return sql`(select unnest(project_ids) from (select project_ids from project_deadlines
+                where due_at <= ${until} order by due_at limit ${this.#readDueMaxRows}) b)`;
   }
 
   /** `maintenance_until` as the API shows it: null once the window has ended. */
