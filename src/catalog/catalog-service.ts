@@ -706,11 +706,11 @@ export class CatalogService {
   ): Promise<Transition[]> {
     const all: Transition[] = [];
     this.#sweepLagMs = 0;
+    const retryMs = Math.min(
+      UNWRITTEN_RETRY_MAX_MS,
+      Math.max(UNWRITTEN_RETRY_MS, opts.unwrittenRetryMs ?? 0),
+    );
     for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-      const retryMs = Math.min(
-        UNWRITTEN_RETRY_MAX_MS,
-        Math.max(UNWRITTEN_RETRY_MS, opts.unwrittenRetryMs ?? 0),
-      );
       const { transitions, buckets } = await this.#sweepBatch(opts.unwritten, retryMs);
       if (transitions.length > 0) this.#notifyCommitted();
       all.push(...transitions);
@@ -757,10 +757,9 @@ export class CatalogService {
       for (const t of taken) {
         const dueMs = Number(t.due_ms);
         lastDueMs = Math.max(lastDueMs, dueMs);
-        const kept: number[] = [];
-        for (const part of t.ids.split(',')) {
-          const id = Number(part);
-          if (Number.isInteger(id) && this.#known.laterThan(id, dueMs)) droppedIds += 1;
+        const kept: string[] = [];
+        for (const id of t.ids.split(',')) {
+          if (this.#known.laterThan(Number(id), dueMs)) droppedIds += 1;
           else kept.push(id);
         }
         if (kept.length > 0) {

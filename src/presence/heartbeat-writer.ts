@@ -508,10 +508,10 @@ export class HeartbeatWriter {
     this.#o.metrics.pending.set(this.pending);
     this.#o.metrics.pendingBytes.set(this.#bytes);
     const stopTimer = this.#o.metrics.flushSeconds.startTimer();
-    const startedAt = performance.now();
     const counted = this.#failuresCounted;
     let rows: WrittenRow[];
     let refused: Refused[];
+    let tookS = 0;
     try {
       ({ rows, refused } = await this.#writeIsolatingRefused(batch, register));
     } catch (err) {
@@ -532,12 +532,12 @@ export class HeartbeatWriter {
       this.#lastError = (err as Error).message;
       throw err;
     } finally {
-      stopTimer();
+      tookS = stopTimer();
     }
     if (this.#failures > 0) {
       this.#o.log.info({ pending: this.pending }, 'heartbeat writes recovered');
     }
-    this.#lastWriteMs = performance.now() - startedAt;
+    this.#lastWriteMs = tookS * 1000;
     this.#failures = 0;
     this.#failingSince = undefined;
     this.#lastError = undefined;
