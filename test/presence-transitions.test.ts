@@ -64,13 +64,14 @@ describe('status transitions on PostgreSQL with real NATS', () => {
     expect(path(sse.statuses())).toEqual(expected);
     expect(path(published)).toEqual(expected);
 
-    // Offline is visible within a second of the threshold.
+    // Offline is claimed past its threshold, never before it. How soon after is a figure of the bench
+    // (offline_delay_p99_ms), not a timed assertion: the sweeper's unit test checks on a manual clock
+    // that the first sweep past a threshold takes it.
     const project = await findProject(app, slug);
     expect(project?.status).toBe('offline');
     const offlineAt = new Date(published[2]?.at as string).getTime();
     const threshold = new Date(project?.last_heartbeat_at as string).getTime() + OFFLINE_AFTER_S * 1000;
     expect(offlineAt).toBeGreaterThan(threshold);
-    expect(offlineAt - threshold).toBeLessThanOrEqual(1000);
 
     const history = (await app.inject(`/api/fed/projects/${slug}/history`)).json();
     expect(history.slug).toBe(slug);
