@@ -352,6 +352,94 @@ describe('deadlines', () => {
     );
   });
 
+  it('looks up, ahead of their due time, the ids of rows no live replica prunes, and drops only the superseded', async () => {
+    const t0 = clock.now();
+    const catalog = catalogFor();
+    const live = catalogFor();
+    await catalog.writeHeartbeats(
+      [beat('silent', t0), beat('beating', t0), beat('worse', t0), beat('live-theirs', t0)],
+      true,
+    );
+    const ids = new Map(
+      (await query<{ slug: string; id: number }>(handle.db, sql`select slug, id from projects`)).map((r) => [
+        r.slug,
+        r.id,
+      ]),
+    );
+    // As a bulk load or an older version leaves them: every deadline queued by nobody, at 46 s.
+    await query(handle.db, sql`delete from project_deadlines`);
+    await query(
+      handle.db,
+      sql`insert into project_deadlines (due_at, project_ids)
+          select ${new Date(t0.getTime() + 46_000).toISOString()}::timestamptz, array_agg(id)
+          from projects where slug in ('silent', 'beating', 'worse')`,
+    );
+    // A live replica's own row at the same time, which it prunes itself, for free.
+    await query(
+      handle.db,
+      sql`insert into project_deadlines (due_at, project_ids, queued_by)
+          values (${new Date(t0.getTime() + 46_000).toISOString()}::timestamptz,
+                  array[${ids.get('live-theirs')}::int], 7)`,
+    );
+    // 'beating' beat again (its later deadline is queued); 'worse' is stored offline while the rule
+    // says online (thresholds raised since): the sweep must still see it.
+    clock.set(t0.getTime() + 10_000);
+    await live.writeHeartbeats([beat('beating', clock.now())], true);
+    await query(handle.db, sql`update projects set status = 'offline' where slug = 'worse'`);
+    const rowsAt46 = async () =>
+      (
+        await query<{ queued_by: string | null; slugs: string[] }>(
+          handle.db,
+          sql`select d.queued_by::text, array_agg(p.slug order by p.slug) as slugs
+              from project_deadlines d cross join unnest(d.project_ids) u(id) join projects p on p.id = u.id
+              where d.due_at = ${new Date(t0.getTime() + 46_000).toISOString()}::timestamptz
+              group by d.id, d.queued_by order by 1`,
+        )
+      ).map((r) => `${r.queued_by ?? 'nobody'}:${r.slugs.join(',')}`);
+    // 1.5 s before: within the own horizon, not yet within the other rows' (a live replica prunes its
+    // own first).
+    clock.set(t0.getTime() + 44_500);
+    expect(await catalog.pruneSupersededDeadlines()).toBe(0);
+    expect(await rowsAt46()).toEqual(['7:live-theirs', 'nobody:beating,silent,worse']);
+    // 0.8 s before: looked up once; the superseded id is dropped, the rest keep their row and tag.
+    clock.set(t0.getTime() + 45_200);
+    expect(await catalog.pruneSupersededDeadlines()).toBe(1);
+    expect(await rowsAt46()).toEqual(['7:live-theirs', 'nobody:silent,worse']);
+    expect(await catalog.pruneSupersededDeadlines()).toBe(0);
+    // The sweep and the reads see what they saw before.
+    clock.set(t0.getTime() + 46_200);
+    expect(path(await catalog.sweepStatuses())).toEqual([
+      'live-theirs:online>degraded',
+      'silent:online>degraded',
+      'worse:offline>degraded',
+    ]);
+    expect((await ruleByBruteForce(clock.now())).get('beating')).toBe('online');
+    clock.set(t0.getTime() + 56_000);
+    expect(path(await catalog.sweepStatuses())).toEqual(['beating:online>degraded']);
+  });
+
+  it("queues a restart's deadlines as its own: the heartbeats it writes next supersede them unread", async () => {
+    const t0 = clock.now();
+    const before = catalogFor();
+    await before.writeHeartbeats([beat('restart-a', t0), beat('restart-b', t0)], true);
+    await query(handle.db, sql`delete from project_deadlines`);
+    // A new process: its reconcile queues every live project's deadline (45 s), tagged as its own.
+    const { db, statements } = recording(handle.db);
+    const after = new CatalogService({ db, clock, thresholds, guard: noGrace });
+    expect(await after.reconcile()).toBe(2);
+    clock.set(t0.getTime() + 5_000);
+    await after.writeHeartbeats([beat('restart-a', clock.now())], true);
+    clock.set(t0.getTime() + 43_500);
+    statements.length = 0;
+    expect(await after.pruneSupersededDeadlines()).toBe(1);
+    // Dropped without looking anything up in projects.
+    expect(statements.filter((q) => /join projects/.test(q.sql))).toEqual([]);
+    clock.set(t0.getTime() + 45_200);
+    expect(path(await after.sweepStatuses())).toEqual(['restart-b:online>degraded']);
+    clock.set(t0.getTime() + 50_200);
+    expect(path(await after.sweepStatuses())).toEqual(['restart-a:online>degraded']);
+  });
+
   it('bounds what a read evaluates of the due queue, and never shows online past a threshold', async () => {
     const t0 = clock.now();
     const catalog = new CatalogService({
@@ -576,7 +664,6 @@ describe('deadlines', () => {
     /** The ids each sweep statement looked up in `projects`. */
     const lookedUp = () =>
       statements
-        .map((q) => dialect.sqlToQuery(q))
         .filter((q) => q.sql.includes('checked as'))
         .map((q) => (q.params.find((p) => Array.isArray(p)) as number[]).slice().sort((x, y) => x - y));
     const sweep = async (who: CatalogService, at: number) => {
@@ -713,25 +800,51 @@ describe('deadlines', () => {
     expect(await catalog.countByStatus()).toEqual({ online: 20000, degraded: 1, offline: 0 });
     await catalog.countPendingOffline();
     expect(statements.length).toBeGreaterThanOrEqual(6);
+    const client = (
+      handle.db as unknown as {
+        $client: { query(text: string, params: unknown[]): Promise<{ rows: Record<string, string>[] }> };
+      }
+    ).$client;
     for (const statement of statements) {
-      const rows = await query<Record<string, string>>(handle.db, sql`explain ${statement}`);
+      const { rows } = await client.query(`explain ${statement.sql}`, statement.params);
       const plan = rows.map((r) => Object.values(r)[0]).join('\n');
       expect(plan).not.toMatch(/Seq Scan on projects/);
     }
   });
 });
 
-/** The database, recording every statement run through it (and through its transactions). */
-function recording(db: Database): { db: Database; statements: SQL[] } {
-  const statements: SQL[] = [];
+/** A statement as it is sent: its text with $n placeholders and their values. */
+type SentStatement = { sql: string; params: unknown[] };
+
+/**
+ * The database, recording every statement run through it (and through its transactions), whether
+ * run plainly (`execute`) or as a named prepared statement (`query`'s `prepared`, which goes through
+ * the session).
+ */
+function recording(db: Database): { db: Database; statements: SentStatement[] } {
+  const statements: SentStatement[] = [];
   const wrap = (target: Database): Database =>
     new Proxy(target, {
       get(t, prop, receiver) {
         if (prop === 'execute') {
           return (q: SQL) => {
-            statements.push(q);
+            statements.push(dialect.sqlToQuery(q));
             return t.execute(q);
           };
+        }
+        if (prop === 'session') {
+          const session = Reflect.get(t, prop, receiver) as {
+            prepareQuery: (q: SentStatement, ...rest: unknown[]) => unknown;
+          };
+          return new Proxy(session, {
+            get(s, p, r) {
+              if (p !== 'prepareQuery') return Reflect.get(s, p, r);
+              return (q: SentStatement, ...rest: unknown[]) => {
+                statements.push({ sql: q.sql, params: q.params });
+                return s.prepareQuery(q, ...rest);
+              };
+            },
+          });
         }
         if (prop === 'transaction') {
           return (fn: (tx: Database) => Promise<unknown>) =>

@@ -108,6 +108,13 @@ const UNWRITTEN_RETRY_MAX_MS = 30_000;
 export const PRUNE_HORIZON_MS = 2_000;
 /** A prune takes at least this much more of the horizon than the last one (each row once, in steps). */
 const PRUNE_STEP_MS = 1_000;
+/**
+ * How far ahead `pruneSupersededDeadlines` looks up the ids of rows no replica prunes for free. Less
+ * than PRUNE_STEP_MS, so that a live replica has pruned its own rows for free before another takes
+ * them, and more than a bucket, so that they are pruned before readers see them due.
+ */
+export const FOREIGN_PRUNE_HORIZON_MS = 900;
+const FOREIGN_PRUNE_STEP_MS = 400;
 /** Queue rows one prune takes at most; the rest are left to the next one, or to the sweep. */
 const PRUNE_MAX_ROWS = 500;
 /**
@@ -125,6 +132,13 @@ export const READ_DUE_MAX_ROWS = 20;
 const COUNT_DELTAS_COMPACT_AT = 200;
 /** Serialises count compaction and recounting across replicas (pg_advisory_xact_lock). */
 const COUNTS_LOCK_KEY = 0x66656463; // "fedc"
+
+/** Queue rows to put back after a prune: due times, their ids (comma-separated) and their tags. */
+interface KeptIds {
+  due: number[];
+  ids: string[];
+  tags: Array<string | null>;
+}
 
 export type TransitionListener = (transitions: Transition[]) => void | Promise<void>;
 
@@ -207,6 +221,7 @@ export class CatalogService {
   readonly #readDueMaxRows: number;
   /** Queue rows due up to this (ms) have been pruned (`pruneSupersededDeadlines`). */
   #prunedThroughMs: number | undefined;
+  #foreignPrunedThroughMs: number | undefined;
   #guard: OfflineGuard;
   #onHeartbeatTransitions: TransitionListener | undefined;
   #onStored: TransitionsStoredHook | undefined;
@@ -444,6 +459,7 @@ export class CatalogService {
                  max(slug) filter (where rn <= ${limit}) as last, count(*)::int as n
           from (select slug, j, row_number() over (order by slug) as rn
                 from (${this.#pageSql(opts, limit + 1, undefined, now, this.#jsonSelectSql(now))}) p) t`,
+      { prepared: true },
     );
     if (!page) return { body: '[]' };
     return page.n > limit && page.last !== null
@@ -468,6 +484,7 @@ export class CatalogService {
         this.#db,
         sql`select string_agg(j, ',' order by slug) as body, max(slug) as last, count(*)::int as n
             from (${this.#pageSql({ status: opts.status, tag: opts.tag }, STREAM_BATCH_ROWS, after, now, this.#jsonSelectSql(now))}) t`,
+        { prepared: true },
       );
       if (batch?.body) yield batch.body;
       if (!batch || batch.n < STREAM_BATCH_ROWS || batch.last === null) return;
@@ -497,7 +514,7 @@ export class CatalogService {
   async #page(opts: ListOptions, limit: number | undefined, afterSlug?: string): Promise<Project[]> {
     const now = this.#clock.now();
     const statement = this.#pageSql(opts, limit, afterSlug, now, this.#selectSql(now));
-    return (await query<ProjectSqlRow>(this.#db, statement)).map(toProject);
+    return (await query<ProjectSqlRow>(this.#db, statement, { prepared: true })).map(toProject);
   }
 
   /** The statement of `#page`, selecting `select` (the API's columns, or `#jsonSelectSql`'s). */
@@ -555,6 +572,7 @@ export class CatalogService {
     const [row] = await query<{ j: string }>(
       this.#db,
       sql`select ${this.#jsonSelectSql(now)} from projects where slug = ${slug}`,
+      { prepared: true },
     );
     if (!row) throw new NotFoundError(`project ${slug} is not registered`);
     return row.j;
@@ -622,6 +640,7 @@ export class CatalogService {
                  stored.offline + (select n from fix where status = 'offline') as offline,
                  stored.deltas
           from stored`,
+      { prepared: true },
     );
     const counts: Record<ProjectStatus, number> = {
       online: row?.online ?? 0,
@@ -659,11 +678,23 @@ export class CatalogService {
     const noGuard: GuardState = { heardSince: new Date(0), holdAll: false };
     const rule = guardedStatusSql(now, this.#thresholds, noGuard);
     const due = sql`(case when ${rule} <> status then ${nowTs} else ${deadlineSql(this.#thresholds)} end)`;
-    const [queued] = await query<{ n: number }>(
+    // Queued as this replica's own and remembered, as a heartbeat's write queues its deadline: the
+    // heartbeats written next supersede nearly all of them, and the prune then drops those without
+    // a lookup. Queued by nobody, a restart at a million projects left a million ids that every
+    // sweep and every status read of the next 45 s looked up.
+    const queuedRows = await query<{ due_ms: string | number; ids: string }>(
       this.#db,
-      sql`with q as (${queueDeadlines(sql`select id, ${due} from projects`)} returning cardinality(project_ids) as n)
-          select coalesce(sum(n), 0)::int as n from q`,
+      sql`${queueDeadlines(sql`select id, ${due} from projects`, { queuedBy: this.#replica })}
+          returning (extract(epoch from due_at) * 1000)::bigint as due_ms, array_to_string(project_ids, ',') as ids`,
     );
+    let queued = 0;
+    for (const r of queuedRows) {
+      const dueMs = Number(r.due_ms);
+      for (const id of r.ids.split(',')) {
+        this.#known.recordIfUnknown(Number(id), dueMs);
+        queued += 1;
+      }
+    }
     await this.#db.transaction(async (tx) => {
       await query(tx, sql`select pg_advisory_xact_lock(${COUNTS_LOCK_KEY})`);
       await query(
@@ -674,7 +705,7 @@ export class CatalogService {
                    count(*) filter (where status = 'offline') from projects`,
       );
     });
-    return queued?.n ?? 0;
+    return queued;
   }
 
   /**
@@ -720,67 +751,170 @@ export class CatalogService {
   }
 
   /**
-   * Rewrites the queue rows this replica queued that fall due within PRUNE_HORIZON_MS without the
-   * ids it has since queued a later deadline for (a later heartbeat of the project was written),
-   * and returns how many ids it dropped. A sweep would drop them too, unread, once due; but until
-   * a sweep takes a due row, every status page and count reads each of its ids (the rule may have
-   * moved it), and at a million projects beating every 30 s the due rows held thousands of ids,
-   * nearly all superseded. Pruned ahead, the due rows hold what may really change.
+   * Rewrites the queue rows that fall due soon without the ids superseded since they were queued,
+   * and returns how many ids it dropped. A sweep would drop them too once due; but until a sweep
+   * takes a due row, every status page and count reads each of its ids (the rule may have moved
+   * it), and at a million projects beating every 30 s the due rows held thousands of ids, nearly
+   * all superseded. Pruned ahead, the due rows hold what may really change.
    *
-   * Each row is taken once (in steps of PRUNE_STEP_MS of the horizon, `skip locked` beside writes
-   * and sweeps); the ids kept go back at the same due time. Rows of other replicas, rows waiting on
-   * `not_before` and rows already due are left to the sweep. Commits asynchronously: lost in a crash
-   * of PostgreSQL, a prune only leaves the rows as they were.
+   * - This replica's own rows, within PRUNE_HORIZON_MS: an id it has since queued a later deadline
+   *   for (it wrote a later heartbeat of the project) is dropped without a lookup.
+   * - Rows no live replica prunes for free (queued by nobody, by a replica that has stopped, or by
+   *   one that is behind), within FOREIGN_PRUNE_HORIZON_MS, after their replica's own prune had its
+   *   chance: each id is looked up once, here, and dropped when its project's deadline has moved
+   *   past the row's. Without this, a restart at a million projects left a million such ids due over
+   *   the next 45 s, and every status read in those 45 s looked them up again (700 ms in the bench).
+   *
+   * Each row is taken once per class (in steps of the horizon, `skip locked` beside writes, sweeps
+   * and other replicas); the ids kept go back at the same due time with the same tag. Rows waiting
+   * on `not_before` and rows already due are left to the sweep. Commits asynchronously: lost in a
+   * crash of PostgreSQL, a prune only leaves the rows as they were.
    */
   async pruneSupersededDeadlines(): Promise<number> {
     const nowMs = this.#clock.now().getTime();
-    const fromMs = Math.max(this.#prunedThroughMs ?? nowMs, nowMs);
-    const toMs = nowMs + PRUNE_HORIZON_MS;
-    if (toMs - fromMs < PRUNE_STEP_MS) return 0;
+    let dropped = 0;
+    const own = this.#pruneWindow(this.#prunedThroughMs, nowMs, PRUNE_HORIZON_MS, PRUNE_STEP_MS);
+    if (own) {
+      const r = await this.#prune(own, true);
+      dropped += r.dropped;
+      this.#prunedThroughMs = r.throughMs;
+    }
+    const foreign = this.#pruneWindow(
+      this.#foreignPrunedThroughMs,
+      nowMs,
+      FOREIGN_PRUNE_HORIZON_MS,
+      FOREIGN_PRUNE_STEP_MS,
+    );
+    if (foreign) {
+      const r = await this.#prune(foreign, false);
+      dropped += r.dropped;
+      this.#foreignPrunedThroughMs = r.throughMs;
+    }
+    return dropped;
+  }
+
+  #pruneWindow(
+    throughMs: number | undefined,
+    nowMs: number,
+    horizonMs: number,
+    stepMs: number,
+  ): { fromMs: number; toMs: number } | undefined {
+    const fromMs = Math.max(throughMs ?? nowMs, nowMs);
+    const toMs = nowMs + horizonMs;
+    return toMs - fromMs < stepMs ? undefined : { fromMs, toMs };
+  }
+
+  /** One class of `pruneSupersededDeadlines`: this replica's rows (`own`) or everyone else's. */
+  async #prune(
+    window: { fromMs: number; toMs: number },
+    own: boolean,
+  ): Promise<{ dropped: number; throughMs: number }> {
     const ts = (ms: number) => sql`${new Date(ms).toISOString()}::timestamptz`;
-    const { dropped, throughMs } = await this.#db.transaction(async (tx) => {
-      const taken = await query<{ due_ms: string | number; ids: string }>(
+    const tagged = own
+      ? sql`queued_by = ${this.#replica}::bigint`
+      : sql`queued_by is distinct from ${this.#replica}::bigint`;
+    return this.#db.transaction(async (tx) => {
+      const taken = await query<{ due_ms: string | number; ids: string; queued_by: string | null }>(
         tx,
         sql`delete from project_deadlines where id in (
               select id from project_deadlines
-              where due_at > ${ts(fromMs)} and due_at <= ${ts(toMs)}
-                and queued_by = ${this.#replica}::bigint and not_before is null
+              where due_at > ${ts(window.fromMs)} and due_at <= ${ts(window.toMs)}
+                and ${tagged} and not_before is null
               order by due_at limit ${PRUNE_MAX_ROWS} for update skip locked)
             returning (extract(epoch from due_at) * 1000)::bigint as due_ms,
-                      array_to_string(project_ids, ',') as ids,
+                      array_to_string(project_ids, ',') as ids, queued_by::text,
                       set_config('synchronous_commit', 'off', true) as async_commit`,
+        { prepared: true },
       );
-      let droppedIds = 0;
       let lastDueMs = -Infinity;
-      const keptDue: number[] = [];
-      const keptIds: string[] = [];
+      let before = 0;
       for (const t of taken) {
-        const dueMs = Number(t.due_ms);
-        lastDueMs = Math.max(lastDueMs, dueMs);
-        const kept: string[] = [];
-        for (const id of t.ids.split(',')) {
-          if (this.#known.laterThan(Number(id), dueMs)) droppedIds += 1;
-          else kept.push(id);
-        }
-        if (kept.length > 0) {
-          keptDue.push(dueMs);
-          keptIds.push(kept.join(','));
-        }
+        lastDueMs = Math.max(lastDueMs, Number(t.due_ms));
+        before += t.ids === '' ? 0 : t.ids.split(',').length;
       }
-      if (keptDue.length > 0) {
+      const kept = own ? this.#keptOwn(taken) : await this.#keptByLookup(tx, taken);
+      let after = 0;
+      for (const ids of kept.ids) after += ids.split(',').length;
+      if (kept.due.length > 0) {
         await query(
           tx,
           sql`insert into project_deadlines (due_at, project_ids, queued_by)
               select timestamptz 'epoch' + u.due_ms * interval '1 millisecond',
-                     string_to_array(u.ids, ',')::int[], ${this.#replica}::bigint
-              from unnest(${arrayParam(keptDue)}::int8[], ${arrayParam(keptIds)}::text[]) u(due_ms, ids)`,
+                     string_to_array(u.ids, ',')::int[], u.queued_by
+              from unnest(${arrayParam(kept.due)}::int8[], ${arrayParam(kept.ids)}::text[],
+                          ${arrayParam(kept.tags)}::int8[]) u(due_ms, ids, queued_by)`,
+          { prepared: true },
         );
       }
       // A full take may have left rows of the same range: the next prune starts where this one ended.
-      return { dropped: droppedIds, throughMs: taken.length >= PRUNE_MAX_ROWS ? lastDueMs : toMs };
+      return { dropped: before - after, throughMs: taken.length >= PRUNE_MAX_ROWS ? lastDueMs : window.toMs };
     });
-    this.#prunedThroughMs = throughMs;
-    return dropped;
+  }
+
+  /** Of this replica's rows, the ids it has not since queued a later deadline for. */
+  #keptOwn(
+    taken: ReadonlyArray<{ due_ms: string | number; ids: string; queued_by: string | null }>,
+  ): KeptIds {
+    const kept: KeptIds = { due: [], ids: [], tags: [] };
+    for (const t of taken) {
+      const dueMs = Number(t.due_ms);
+      const ids: string[] = [];
+      for (const id of t.ids.split(','))
+        if (id !== '' && !this.#known.laterThan(Number(id), dueMs)) ids.push(id);
+      if (ids.length > 0) {
+        kept.due.push(dueMs);
+        kept.ids.push(ids.join(','));
+        kept.tags.push(t.queued_by);
+      }
+    }
+    return kept;
+  }
+
+  /**
+   * Of rows no replica prunes for free, the ids whose project may still change at the row's due
+   * time: it exists, and its deadline is not past the row's, or its stored status is worse than the
+   * rule says (thresholds raised since it was stored: the sweep puts it right). A project whose
+   * deadline has moved later was written since, and that write queued the later deadline.
+   */
+  async #keptByLookup(
+    tx: Database,
+    taken: ReadonlyArray<{ due_ms: string | number; ids: string; queued_by: string | null }>,
+  ): Promise<KeptIds> {
+    const rowOf: number[] = [];
+    const ids: number[] = [];
+    const dues: number[] = [];
+    taken.forEach((t, row) => {
+      for (const id of t.ids.split(',')) {
+        if (id === '') continue;
+        rowOf.push(row);
+        ids.push(Number(id));
+        dues.push(Number(t.due_ms));
+      }
+    });
+    const kept: KeptIds = { due: [], ids: [], tags: [] };
+    if (ids.length === 0) return kept;
+    const now = this.#clock.now();
+    const rule = guardedStatusSql(now, this.#thresholds, { heardSince: new Date(0), holdAll: false });
+    const found = await query<{ row: number; ids: string }>(
+      tx,
+      sql`select u.row, string_agg(u.id::text, ',') as ids
+          from unnest(${arrayParam(rowOf)}::int[], ${arrayParam(ids)}::int[], ${arrayParam(dues)}::int8[]) u(row, id, due_ms)
+          join projects p on p.id = u.id
+          -- Found through the primary key whatever the planner makes of the list's length.
+          where p.id = any(${arrayParam(ids)}::int[])
+            and (${deadlineSql(this.#thresholds, ruleColumns('p'))} <= timestamptz 'epoch' + u.due_ms * interval '1 millisecond'
+                 or (p.status = 'offline' and ${rule} <> 'offline') or (p.status = 'degraded' and ${rule} = 'online'))
+          group by u.row`,
+      { prepared: true },
+    );
+    for (const f of found) {
+      const t = taken[Number(f.row)];
+      if (!t) continue;
+      kept.due.push(Number(t.due_ms));
+      kept.ids.push(f.ids);
+      kept.tags.push(t.queued_by);
+    }
+    return kept;
   }
 
   /**
@@ -828,6 +962,7 @@ export class CatalogService {
                       -- Lost in a crash of PostgreSQL, such a commit only gives the rows back to the
                       -- queue, and the next sweep takes them again.
                       set_config('synchronous_commit', 'off', true) as async_commit`,
+        { prepared: true },
       );
       // Lag counts from when a bucket could first be taken: its due time plus the claim grace, or
       // its not_before when that is later (a flip waiting for a buffered heartbeat's write).
@@ -881,6 +1016,7 @@ export class CatalogService {
             -- raised since the last run, rows written by hand): both are claimed.
             select id, slug, better, (extract(epoch from deadline) * 1000)::bigint::text as deadline_ms
             from checked where deadline < ${claimBeforeTs} or better`,
+        { prepared: true },
       );
       if (overdue.length === 0) return { transitions: [], buckets: taken.length };
       const claim: number[] = [];
@@ -930,6 +1066,7 @@ export class CatalogService {
               )}
             )
             select c.* from claimed c`,
+        { prepared: true },
       );
       const transitions: Transition[] = [];
       const buckets = taken.length;
@@ -956,6 +1093,7 @@ export class CatalogService {
           tx,
           sql`select set_config('synchronous_commit',
                 (select reset_val from pg_settings where name = 'synchronous_commit'), true)`,
+          { prepared: true },
         );
         await storeTransitions(tx, transitions, this.#onStored);
       }
@@ -1003,6 +1141,7 @@ export class CatalogService {
                  (select coalesce(sum(online + degraded), 0) from project_status_counts)::int as live,
                  h.since, h.until, h.pending as hold_pending, h.live as hold_live
           from (select 1) one left join presence_holds h on true`,
+      { prepared: true },
     );
     if (!row) return { pending: 0, live: 0, hold: null, exact: true };
     const hold =
@@ -1025,6 +1164,7 @@ export class CatalogService {
       this.#db,
       sql`select count(*)::int as pending from projects
           where id in ${this.dueIdsSql(now, { firstBuckets })} and status <> 'offline' and ${rule} = 'offline'`,
+      { prepared: true },
     );
     return { pending: (counted?.pending ?? 0) + row.recent, live, hold, exact: true };
   }
@@ -1034,6 +1174,7 @@ export class CatalogService {
     const [r] = await query<{ since: Date | string; until: Date | string; pending: number; live: number }>(
       this.#db,
       sql`select since, until, pending, live from presence_holds`,
+      { prepared: true },
     );
     return r ? { since: date(r.since), until: date(r.until), pending: r.pending, live: r.live } : null;
   }
@@ -1073,6 +1214,7 @@ export class CatalogService {
       sql`select least((select min(due_at) from project_deadlines where not_before is null) + ${grace}::interval,
                         (select min(greatest(due_at + ${grace}::interval, not_before))
                          from project_deadlines where not_before is not null)) as at`,
+      { prepared: true },
     );
     // Takeable once past the grace, and a waiting one not before its not_before.
     return row?.at ? date(row.at) : null;

@@ -216,6 +216,7 @@ export async function writeHeartbeats(
         union all
         select null, string_agg(id::text || ':' || floor(extract(epoch from due) * 1000)::bigint::text, ',')
         from upd having count(due) > 0`,
+        { prepared: true },
       );
   const missed: Array<{ slug: string }> = [];
   for (const r of common) {
@@ -238,6 +239,7 @@ export async function writeHeartbeats(
           select h.slug, ins.id, ins.status, ins.last_heartbeat_at as at,
                  (ins.id is not null or exists (select 1 from projects p where p.slug = h.slug)) as known
           from h left join ins on ins.slug = h.slug`,
+      { prepared: true },
     );
     for (const e of found) {
       if (e.id === null || e.status === null || e.at === null) continue;
@@ -322,6 +324,7 @@ export async function writeHeartbeats(
           upd_due as (${queueDeadlines(sql`select id, due from upd`)})
           select id, slug, from_status, pending, to_status, at, old_heartbeat_at, old_health, old_interval_s,
                  reported_health, interval_s from upd`,
+      { prepared: true },
     );
     const transitions: Transition[] = [];
     for (const r of changed) {

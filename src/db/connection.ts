@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,9 +55,85 @@ export async function migrationsApplied(
   }
 }
 
-/** Runs raw SQL and returns its rows, the same way on node-postgres and PGlite. */
-export async function query<T>(db: Database, statement: SQL): Promise<T[]> {
-  const result = (await db.execute(statement)) as unknown as { rows: T[] };
+/**
+ * Statements given a name at most (see `query`'s `prepared`): each is prepared once per pooled
+ * connection and kept by PostgreSQL for the connection's life, so their number is bounded. A text
+ * beyond the bound runs unnamed, as any other.
+ */
+export const MAX_PREPARED_STATEMENTS = 256;
+
+/** The names `query` prepares statements under: a digest of each text, so that each variant has its own. */
+export class StatementNames {
+  readonly #names = new Map<string, string>();
+  readonly #max: number;
+  #full = false;
+
+  constructor(max = MAX_PREPARED_STATEMENTS) {
+    this.#max = max;
+  }
+
+  /** The name of `text`, or undefined once `max` texts have one (`onFull` is told the first time). */
+  nameOf(text: string, onFull?: (max: number) => void): string | undefined {
+    const known = this.#names.get(text);
+    if (known !== undefined) return known;
+    if (this.#names.size >= this.#max) {
+      if (!this.#full) onFull?.(this.#max);
+      this.#full = true;
+      return undefined;
+    }
+    const name = `fed_${createHash('sha1').update(text).digest('base64url')}`;
+    this.#names.set(text, name);
+    return name;
+  }
+}
+
+const statementNames = new StatementNames();
+
+// A statement marked prepared whose text changes from call to call (a value written into it rather
+// than passed as a parameter) would use the names up: said once, loudly, rather than never.
+const warnFull = (max: number) =>
+  process.emitWarning(
+    `more than ${max} distinct statements were asked to be prepared; the rest run unnamed (is a value written into a statement's text?)`,
+    { code: 'FED_PREPARED_STATEMENTS' },
+  );
+
+/** What `query` needs of drizzle's database object beyond its public API (drizzle-orm 0.45). */
+interface PreparingDatabase {
+  dialect: { sqlToQuery(statement: SQL): { sql: string; params: unknown[] } };
+  session: {
+    prepareQuery(
+      query: { sql: string; params: unknown[] },
+      fields: undefined,
+      name: string | undefined,
+      isResponseInArrayMode: boolean,
+    ): { execute(): Promise<unknown> };
+  };
+}
+
+/**
+ * Runs raw SQL and returns its rows, the same way on node-postgres and PGlite.
+ *
+ * `prepared`: for the statements run many times a second (pages, one project, counts, the sweeper's,
+ * the writer's), a named prepared statement on node-postgres: PostgreSQL parses it once per
+ * connection and, once its generic plan is found as good as the ones made for the values, stops
+ * planning it. A status page took 1.0 ms to parse and 1.3 ms to plan for 0.05 ms of execution
+ * (1,000,000 projects, idle); under load that CPU is what a read waits behind. PGlite ignores the
+ * name and runs the statement as before.
+ */
+export async function query<T>(
+  db: Database,
+  statement: SQL,
+  opts: { prepared?: boolean } = {},
+): Promise<T[]> {
+  if (!opts.prepared) {
+    const result = (await db.execute(statement)) as unknown as { rows: T[] };
+    return result.rows;
+  }
+  const internal = db as unknown as PreparingDatabase;
+  const q = internal.dialect.sqlToQuery(statement);
+  const result = (await internal.session
+    .prepareQuery(q, undefined, statementNames.nameOf(q.sql, warnFull), false)
+    .execute()) as { rows: T[] };
   return result.rows;
 }
 

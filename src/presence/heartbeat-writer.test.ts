@@ -26,6 +26,8 @@ const hb = (slug: string, extra: Partial<Heartbeat> = {}): Heartbeat => ({
   ...extra,
 });
 
+const refused = () => Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+
 /** Wraps a database so that every statement can be made to fail, like an unreachable server. */
 function breakable(db: Database) {
   const state: { down: boolean; statements: number; onExecute?: () => void } = { down: false, statements: 0 };
@@ -35,10 +37,31 @@ function breakable(db: Database) {
         return (q: unknown) => {
           state.statements += 1;
           state.onExecute?.();
-          if (state.down)
-            return Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+          if (state.down) return Promise.reject(refused());
           return target.execute(q as never);
         };
+      }
+      if (prop === 'session') {
+        // A statement `query` runs as a prepared one goes through the session.
+        const session = Reflect.get(target, prop, receiver) as {
+          prepareQuery: (...args: unknown[]) => { execute(): Promise<unknown> };
+        };
+        return new Proxy(session, {
+          get(s, p, r) {
+            if (p !== 'prepareQuery') return Reflect.get(s, p, r);
+            return (...args: unknown[]) => {
+              const prepared = s.prepareQuery(...args);
+              return {
+                execute: () => {
+                  state.statements += 1;
+                  state.onExecute?.();
+                  if (state.down) return Promise.reject(refused());
+                  return prepared.execute();
+                },
+              };
+            };
+          },
+        });
       }
       return Reflect.get(target, prop, receiver);
     },
