@@ -186,6 +186,42 @@ function metricValue(text: string, name: string, labels: Record<string, string> 
   return sum;
 }
 
+type ReadKind = 'page' | 'status_page' | 'slug';
+
+/**
+ * The read loop's p99 per phase of the load: `wave`, while the deadlines the bulk path queued fall
+ * due (as after a restart); `full_list`, while the whole catalog streams beside the reads; `steady`,
+ * the rest. A read that overlaps a phase counts in it.
+ */
+function readsByPhase(
+  reads: ReadonlyArray<{ kind: ReadKind; at: number; ms: number }>,
+  phases: { waveEnd: number; fullList: [number, number] },
+): Record<string, Record<ReadKind, number> & { reads: number }> {
+  const phaseOf = (r: { at: number; ms: number }) =>
+    r.at < phases.waveEnd
+      ? 'wave'
+      : r.at + r.ms >= phases.fullList[0] && r.at <= phases.fullList[1]
+        ? 'full_list'
+        : 'steady';
+  const out: Record<string, Record<ReadKind, number> & { reads: number }> = {};
+  for (const phase of ['wave', 'steady', 'full_list']) {
+    const of = (kind: ReadKind) =>
+      round1(
+        percentile(
+          reads.filter((r) => r.kind === kind && phaseOf(r) === phase).map((r) => r.ms),
+          99,
+        ),
+      );
+    out[phase] = {
+      page: of('page'),
+      status_page: of('status_page'),
+      slug: of('slug'),
+      reads: reads.filter((r) => r.kind === 'page' && phaseOf(r) === phase).length,
+    };
+  }
+  return out;
+}
+
 /** One request, timed; a failed connection counts as status 0 instead of ending the run. */
 async function timed(url: string, init?: RequestInit): Promise<{ ms: number; status: number; body: string }> {
   const t0 = performance.now();
@@ -414,7 +450,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     const loadStart = Date.now();
     // Their offline deadline must fall after the service's start-up grace (one offline threshold).
     // They fall silent as late as the load allows: the first 45 s of load take the deadlines the bulk
-    // path queued, which no replica wrote and every sweep must look up once (as after a restart); a
+    // path queued, which no replica wrote and the prune must look up once (as after a restart); a
     // longer --load-s measures detection in the steady state that follows.
     const victimWindowMs = (3 * VICTIM_INTERVAL_S + 12) * 1000;
     const silenceAt = Math.max(
@@ -454,6 +490,8 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     const pages: number[] = [];
     const statusPages: number[] = [];
     const bySlug: number[] = [];
+    /** Every read of the read loop: its kind, when it started (epoch ms) and how long it took. */
+    const reads: Array<{ kind: ReadKind; at: number; ms: number }> = [];
     const errors: Record<string, number> = {};
     const count = (status: number) => {
       if (status >= 400 || status === 0) errors[status] = (errors[status] ?? 0) + 1;
@@ -495,14 +533,17 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
           `${base}/api/fed/projects?limit=100&cursor=${encodeCursor(slugOf(PREFIX, n))}`,
         );
         pages.push(r1.ms);
+        reads.push({ kind: 'page', at: Date.now() - r1.ms, ms: r1.ms });
         count(r1.status);
         const r2 = await timed(
           `${base}/api/fed/projects?status=${i++ % 2 ? 'offline' : 'degraded'}&limit=100`,
         );
         statusPages.push(r2.ms);
+        reads.push({ kind: 'status_page', at: Date.now() - r2.ms, ms: r2.ms });
         count(r2.status);
         const r3 = await timed(`${base}/api/fed/projects/${slugOf(PREFIX, n)}`);
         bySlug.push(r3.ms);
+        reads.push({ kind: 'slug', at: Date.now() - r3.ms, ms: r3.ms });
         count(r3.status);
         await sleep(50);
       }
@@ -522,6 +563,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
         prevAt = Date.now();
       }
     })();
+    let fullListWindow: [number, number] = [0, 0];
     // The whole catalog while the load runs, once the victims are silent.
     const fullList = (async () => {
       await sleep(Math.max(0, loadEnd - 25_000 - Date.now()));
@@ -547,6 +589,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
         log(`  whole catalog: the stream was cut after ${bytes} bytes (${cut})`);
       }
       const totalMs = performance.now() - t0;
+      fullListWindow = [Date.now() - totalMs, Date.now()];
       const growth = rssMax - rssBefore;
       rssMax = Math.max(rssMax, peakBefore);
       rssFast = false;
@@ -612,6 +655,9 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
     log(
       `  reads under load: page p99 ${round1(percentile(pages, 99))} ms, status page p99 ${round1(percentile(statusPages, 99))} ms, by slug p99 ${round1(percentile(bySlug, 99))} ms (${pages.length} each); publish → visible p50 ${round1(percentile(visible, 50))} ms, p99 ${round1(percentile(visible, 99))} ms (${visible.length}); errors ${JSON.stringify(errors)}`,
     );
+    // The bulk path's deadlines fall due 15-45 s after the plan (as after a restart).
+    const readPhases = readsByPhase(reads, { waveEnd: planAt + 47_000, fullList: fullListWindow });
+    log(`  reads by phase, p99 ms: ${JSON.stringify(readPhases)}`);
     log(
       `  whole catalog: HTTP ${full.status}, first byte ${round1(full.ttfb)} ms, ${round1(full.bytes / 1024 / 1024)} MB in ${round1(full.totalMs / 1000)} s, service RSS +${round1(full.growth)} MB`,
     );
@@ -755,6 +801,7 @@ export async function runScaleBench(o: Options): Promise<Record<string, unknown>
       postgres_cpu_pct: postgresCpuPct,
       idle_service_cpu_pct: idleServiceCpu,
       idle_postgres_cpu_pct: idlePostgresCpu,
+      read_p99_by_phase_ms: readPhases,
       page_p99_ms: round1(percentile(pages, 99)),
       status_page_p99_ms: round1(percentile(statusPages, 99)),
       slug_p99_ms: round1(percentile(bySlug, 99)),

@@ -357,34 +357,27 @@ describe('deadlines', () => {
     const catalog = catalogFor();
     const live = catalogFor();
     await catalog.writeHeartbeats(
-      [beat('silent', t0), beat('beating', t0), beat('worse', t0), beat('live-theirs', t0)],
+      ['silent', 'beating', 'worse', 'theirs-silent', 'theirs-beating'].map((slug) => beat(slug, t0)),
       true,
     );
-    const ids = new Map(
-      (await query<{ slug: string; id: number }>(handle.db, sql`select slug, id from projects`)).map((r) => [
-        r.slug,
-        r.id,
-      ]),
-    );
-    // As a bulk load or an older version leaves them: every deadline queued by nobody, at 46 s.
+    const at46 = sql`${new Date(t0.getTime() + 46_000).toISOString()}::timestamptz`;
+    // As a bulk load or an older version leaves them: deadlines queued by nobody, at 46 s.
     await query(handle.db, sql`delete from project_deadlines`);
     await query(
       handle.db,
       sql`insert into project_deadlines (due_at, project_ids)
-          select ${new Date(t0.getTime() + 46_000).toISOString()}::timestamptz, array_agg(id)
-          from projects where slug in ('silent', 'beating', 'worse')`,
+          select ${at46}, array_agg(id) from projects where slug in ('silent', 'beating', 'worse')`,
     );
-    // A live replica's own row at the same time, which it prunes itself, for free.
+    // And a row of another replica (7, not this one), at the same time.
     await query(
       handle.db,
       sql`insert into project_deadlines (due_at, project_ids, queued_by)
-          values (${new Date(t0.getTime() + 46_000).toISOString()}::timestamptz,
-                  array[${ids.get('live-theirs')}::int], 7)`,
+          select ${at46}, array_agg(id), 7 from projects where slug like 'theirs-%'`,
     );
-    // 'beating' beat again (its later deadline is queued); 'worse' is stored offline while the rule
-    // says online (thresholds raised since): the sweep must still see it.
+    // Two of them beat again (their later deadlines are queued); 'worse' is stored offline while the
+    // rule says online (thresholds raised since): the sweep must still see it.
     clock.set(t0.getTime() + 10_000);
-    await live.writeHeartbeats([beat('beating', clock.now())], true);
+    await live.writeHeartbeats([beat('beating', clock.now()), beat('theirs-beating', clock.now())], true);
     await query(handle.db, sql`update projects set status = 'offline' where slug = 'worse'`);
     const rowsAt46 = async () =>
       (
@@ -392,30 +385,32 @@ describe('deadlines', () => {
           handle.db,
           sql`select d.queued_by::text, array_agg(p.slug order by p.slug) as slugs
               from project_deadlines d cross join unnest(d.project_ids) u(id) join projects p on p.id = u.id
-              where d.due_at = ${new Date(t0.getTime() + 46_000).toISOString()}::timestamptz
-              group by d.id, d.queued_by order by 1`,
+              where d.due_at = ${at46} group by d.id, d.queued_by order by 1`,
         )
       ).map((r) => `${r.queued_by ?? 'nobody'}:${r.slugs.join(',')}`);
-    // 1.5 s before: within the own horizon, not yet within the other rows' (a live replica prunes its
-    // own first).
+    // 1.5 s before: the rows of nobody are looked up, once; another replica's are left to it for now
+    // (a live replica prunes its own for free first).
     clock.set(t0.getTime() + 44_500);
+    expect(await catalog.pruneSupersededDeadlines()).toBe(1);
+    expect(await rowsAt46()).toEqual(['7:theirs-beating,theirs-silent', 'nobody:silent,worse']);
     expect(await catalog.pruneSupersededDeadlines()).toBe(0);
-    expect(await rowsAt46()).toEqual(['7:live-theirs', 'nobody:beating,silent,worse']);
-    // 0.8 s before: looked up once; the superseded id is dropped, the rest keep their row and tag.
+    // 0.8 s before: the other replica's row too. Each keeps its tag.
     clock.set(t0.getTime() + 45_200);
     expect(await catalog.pruneSupersededDeadlines()).toBe(1);
-    expect(await rowsAt46()).toEqual(['7:live-theirs', 'nobody:silent,worse']);
-    expect(await catalog.pruneSupersededDeadlines()).toBe(0);
+    expect(await rowsAt46()).toEqual(['7:theirs-silent', 'nobody:silent,worse']);
     // The sweep and the reads see what they saw before.
     clock.set(t0.getTime() + 46_200);
     expect(path(await catalog.sweepStatuses())).toEqual([
-      'live-theirs:online>degraded',
       'silent:online>degraded',
+      'theirs-silent:online>degraded',
       'worse:offline>degraded',
     ]);
     expect((await ruleByBruteForce(clock.now())).get('beating')).toBe('online');
     clock.set(t0.getTime() + 56_000);
-    expect(path(await catalog.sweepStatuses())).toEqual(['beating:online>degraded']);
+    expect(path(await catalog.sweepStatuses())).toEqual([
+      'beating:online>degraded',
+      'theirs-beating:online>degraded',
+    ]);
   });
 
   it("queues a restart's deadlines as its own: the heartbeats it writes next supersede them unread", async () => {

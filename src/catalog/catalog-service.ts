@@ -109,14 +109,27 @@ export const PRUNE_HORIZON_MS = 2_000;
 /** A prune takes at least this much more of the horizon than the last one (each row once, in steps). */
 const PRUNE_STEP_MS = 1_000;
 /**
- * How far ahead `pruneSupersededDeadlines` looks up the ids of rows no replica prunes for free. Less
- * than PRUNE_STEP_MS, so that a live replica has pruned its own rows for free before another takes
- * them, and more than a bucket, so that they are pruned before readers see them due.
+ * The queue rows `pruneSupersededDeadlines` takes, by who queued them, and how far ahead:
+ * - `own`: this replica's, within PRUNE_HORIZON_MS; the ids it has since queued a later deadline for
+ *   are dropped without a lookup, so a take may be large.
+ * - `nobody`: rows no replica tagged (registrations, status changes, a bulk load, an older version),
+ *   as far ahead; each id is looked up, so a take holds at most PRUNE_LOOKUP_MAX_ROWS rows.
+ * - `others`: rows of other replicas, looked up too, but only within FOREIGN_PRUNE_HORIZON_MS: less
+ *   than PRUNE_STEP_MS ahead, so that a live replica has pruned its own for free before; what is left
+ *   is a replica's that stopped (a process before a restart) or is behind.
  */
+type PruneClass = 'own' | 'nobody' | 'others';
+const PRUNE_CLASSES: readonly PruneClass[] = ['own', 'nobody', 'others'];
+/** Queue rows a prune that looks ids up takes at most (up to DEADLINE_ROW_IDS ids each). */
+const PRUNE_LOOKUP_MAX_ROWS = 10;
 export const FOREIGN_PRUNE_HORIZON_MS = 900;
-const FOREIGN_PRUNE_STEP_MS = 400;
 /** Queue rows one prune takes at most; the rest are left to the next one, or to the sweep. */
 const PRUNE_MAX_ROWS = 500;
+const PRUNE_CLASS: Record<PruneClass, { horizonMs: number; stepMs: number; maxRows: number }> = {
+  own: { horizonMs: PRUNE_HORIZON_MS, stepMs: PRUNE_STEP_MS, maxRows: PRUNE_MAX_ROWS },
+  nobody: { horizonMs: PRUNE_HORIZON_MS, stepMs: PRUNE_STEP_MS, maxRows: PRUNE_LOOKUP_MAX_ROWS },
+  others: { horizonMs: FOREIGN_PRUNE_HORIZON_MS, stepMs: 400, maxRows: PRUNE_LOOKUP_MAX_ROWS },
+};
 /**
  * Status pages, counts and the graph read at most this many due queue rows (the oldest first; up to
  * DEADLINE_ROW_IDS ids each). While the sweeper keeps up, a handful are due at any moment and this
@@ -220,8 +233,8 @@ export class CatalogService {
   #sweepLagMs = 0;
   readonly #readDueMaxRows: number;
   /** Queue rows due up to this (ms) have been pruned (`pruneSupersededDeadlines`). */
-  #prunedThroughMs: number | undefined;
-  #foreignPrunedThroughMs: number | undefined;
+  /** How far ahead each class of queue rows is pruned (`pruneSupersededDeadlines`), in epoch ms. */
+  readonly #prunedThroughMs: Partial<Record<PruneClass, number>> = {};
   #guard: OfflineGuard;
   #onHeartbeatTransitions: TransitionListener | undefined;
   #onStored: TransitionsStoredHook | undefined;
@@ -773,46 +786,32 @@ export class CatalogService {
   async pruneSupersededDeadlines(): Promise<number> {
     const nowMs = this.#clock.now().getTime();
     let dropped = 0;
-    const own = this.#pruneWindow(this.#prunedThroughMs, nowMs, PRUNE_HORIZON_MS, PRUNE_STEP_MS);
-    if (own) {
-      const r = await this.#prune(own, true);
+    for (const kind of PRUNE_CLASSES) {
+      const c = PRUNE_CLASS[kind];
+      const fromMs = Math.max(this.#prunedThroughMs[kind] ?? nowMs, nowMs);
+      const toMs = nowMs + c.horizonMs;
+      if (toMs - fromMs < c.stepMs) continue;
+      const r = await this.#prune({ fromMs, toMs }, kind);
       dropped += r.dropped;
-      this.#prunedThroughMs = r.throughMs;
-    }
-    const foreign = this.#pruneWindow(
-      this.#foreignPrunedThroughMs,
-      nowMs,
-      FOREIGN_PRUNE_HORIZON_MS,
-      FOREIGN_PRUNE_STEP_MS,
-    );
-    if (foreign) {
-      const r = await this.#prune(foreign, false);
-      dropped += r.dropped;
-      this.#foreignPrunedThroughMs = r.throughMs;
+      this.#prunedThroughMs[kind] = r.throughMs;
     }
     return dropped;
-  }
-
-  #pruneWindow(
-    throughMs: number | undefined,
-    nowMs: number,
-    horizonMs: number,
-    stepMs: number,
-  ): { fromMs: number; toMs: number } | undefined {
-    const fromMs = Math.max(throughMs ?? nowMs, nowMs);
-    const toMs = nowMs + horizonMs;
-    return toMs - fromMs < stepMs ? undefined : { fromMs, toMs };
   }
 
   /** One class of `pruneSupersededDeadlines`: this replica's rows (`own`) or everyone else's. */
   async #prune(
     window: { fromMs: number; toMs: number },
-    own: boolean,
+    kind: PruneClass,
   ): Promise<{ dropped: number; throughMs: number }> {
     const ts = (ms: number) => sql`${new Date(ms).toISOString()}::timestamptz`;
-    const tagged = own
-      ? sql`queued_by = ${this.#replica}::bigint`
-      : sql`queued_by is distinct from ${this.#replica}::bigint`;
+    const own = kind === 'own';
+    const tagged =
+      kind === 'own'
+        ? sql`queued_by = ${this.#replica}::bigint`
+        : kind === 'nobody'
+          ? sql`queued_by is null`
+          : sql`queued_by <> ${this.#replica}::bigint`;
+    const maxRows = PRUNE_CLASS[kind].maxRows;
     return this.#db.transaction(async (tx) => {
       const taken = await query<{ due_ms: string | number; ids: string; queued_by: string | null }>(
         tx,
@@ -820,7 +819,7 @@ export class CatalogService {
               select id from project_deadlines
               where due_at > ${ts(window.fromMs)} and due_at <= ${ts(window.toMs)}
                 and ${tagged} and not_before is null
-              order by due_at limit ${PRUNE_MAX_ROWS} for update skip locked)
+              order by due_at limit ${maxRows} for update skip locked)
             returning (extract(epoch from due_at) * 1000)::bigint as due_ms,
                       array_to_string(project_ids, ',') as ids, queued_by::text,
                       set_config('synchronous_commit', 'off', true) as async_commit`,
@@ -847,7 +846,7 @@ export class CatalogService {
         );
       }
       // A full take may have left rows of the same range: the next prune starts where this one ended.
-      return { dropped: before - after, throughMs: taken.length >= PRUNE_MAX_ROWS ? lastDueMs : window.toMs };
+      return { dropped: before - after, throughMs: taken.length >= maxRows ? lastDueMs : window.toMs };
     });
   }
 
