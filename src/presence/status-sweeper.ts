@@ -48,6 +48,8 @@ export class StatusSweeper {
   readonly #errors: RateLimitedLog;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
+  /** A prune running beside the sweeps (`#pruneBeside`). */
+  #pruning: Promise<void> | undefined;
   #started = false;
   #stopped = false;
   #lastSweepAt: Date | undefined;
@@ -81,6 +83,7 @@ export class StatusSweeper {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#running;
+    await this.#pruning;
   }
 
   /** One sweep: returns the transitions this instance claimed. */
@@ -121,9 +124,10 @@ export class StatusSweeper {
     for (const t of transitions) this.#o.metrics?.transitions.inc({ to: t.to });
     if (transitions.length > 0) await this.#o.onTransitions?.(transitions);
     // Superseded deadlines leave the queue before they fall due, so status pages and counts read
-    // only what may really change (a no-op until a step of the horizon has passed).
-    const pruned = await this.#o.catalog.pruneSupersededDeadlines?.();
-    if (pruned) this.#o.metrics?.deadlinesPruned.inc(pruned);
+    // only what may really change (a no-op until a step of the horizon has passed). Beside the
+    // sweeps, not between them: a prune that looks ids up can take a while under load, and the next
+    // sweep's claims must not wait for it (both take rows `skip locked`; a prune takes none due yet).
+    this.#pruneBeside();
     // The count deltas grow with transitions; summing them now and then keeps reading them cheap.
     if (++this.#sweeps % COMPACT_COUNTS_EVERY_SWEEPS === 0) await this.#o.catalog.compactCounts?.();
     // Wake at the next deadline when it comes before the next interval: a project is then claimed
@@ -132,6 +136,29 @@ export class StatusSweeper {
     const untilNext = next ? next.getTime() - this.#o.clock.now().getTime() + DEADLINE_SLACK_MS : Infinity;
     this.#nextDelayMs = Math.max(MIN_DELAY_MS, Math.min(this.#o.intervalMs, untilNext));
     return transitions;
+  }
+
+  /** Starts a prune unless one is running; its failure is logged, and the next sweep starts another. */
+  #pruneBeside(): void {
+    const catalog = this.#o.catalog;
+    if (this.#pruning || !catalog.pruneSupersededDeadlines) return;
+    this.#pruning = catalog
+      .pruneSupersededDeadlines()
+      .then(
+        (pruned) => {
+          if (pruned) this.#o.metrics?.deadlinesPruned.inc(pruned);
+        },
+        (err: unknown) => {
+          this.#errors.warn(
+            'prune',
+            { err },
+            'pruning superseded deadlines failed; trying again after the next sweep',
+          );
+        },
+      )
+      .finally(() => {
+        this.#pruning = undefined;
+      });
   }
 
   #schedule(): void {
