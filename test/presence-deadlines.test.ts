@@ -398,8 +398,32 @@ describe('deadlines', () => {
     clock.set(t0.getTime() + 45_200);
     expect(await catalog.pruneSupersededDeadlines()).toBe(1);
     expect(await rowsAt46()).toEqual(['7:theirs-silent', 'nobody:silent,worse']);
-    // The sweep and the reads see what they saw before.
+    // A row about to fall due is never taken: a sweep might want it while the prune holds it.
+    await query(
+      handle.db,
+      sql`insert into project_deadlines (due_at, project_ids)
+          select ${new Date(t0.getTime() + 45_400).toISOString()}::timestamptz, array_agg(id) from projects where slug = 'beating'`,
+    );
+    clock.set(t0.getTime() + 45_300);
+    // (A replica that has pruned nothing yet, so that only the lead keeps it from the row.)
+    expect(await catalogFor().pruneSupersededDeadlines()).toBe(0);
+    const soon = await query<{ n: number }>(
+      handle.db,
+      sql`select cardinality(project_ids) as n from project_deadlines where due_at < ${at46}`,
+    );
+    expect(soon).toEqual([{ n: 1 }]);
+    await query(handle.db, sql`delete from project_deadlines where due_at < ${at46}`);
+    // The sweep and the reads see what they saw before: a status page and the counts, between the
+    // due time and the sweep, then the sweep.
     clock.set(t0.getTime() + 46_200);
+    // ('worse' stays offline for readers until the sweep puts it right: reads move a stored status
+    // only towards degraded and offline.)
+    expect((await catalog.getProjects({ status: 'degraded' })).projects.map((p) => p.slug)).toEqual([
+      'silent',
+      'theirs-silent',
+    ]);
+    // (Its offline was written by hand, past the counts: only the degraded count is checked.)
+    expect((await catalog.countByStatus()).degraded).toBe(2);
     expect(path(await catalog.sweepStatuses())).toEqual([
       'silent:online>degraded',
       'theirs-silent:online>degraded',

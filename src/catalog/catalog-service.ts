@@ -123,6 +123,8 @@ const PRUNE_CLASSES: readonly PruneClass[] = ['own', 'nobody', 'others'];
 /** Queue rows a prune that looks ids up takes at most (up to DEADLINE_ROW_IDS ids each). */
 const PRUNE_LOOKUP_MAX_ROWS = 10;
 export const FOREIGN_PRUNE_HORIZON_MS = 900;
+/** Beyond the claim grace and a bucket, how soon before its due time a prune may still take a row. */
+const PRUNE_MIN_LEAD_MS = 100;
 /** Queue rows one prune takes at most; the rest are left to the next one, or to the sweep. */
 const PRUNE_MAX_ROWS = 500;
 const PRUNE_CLASS: Record<PruneClass, { horizonMs: number; stepMs: number; maxRows: number }> = {
@@ -232,7 +234,6 @@ export class CatalogService {
   readonly #claimGraceMs: number;
   #sweepLagMs = 0;
   readonly #readDueMaxRows: number;
-  /** Queue rows due up to this (ms) have been pruned (`pruneSupersededDeadlines`). */
   /** How far ahead each class of queue rows is pruned (`pruneSupersededDeadlines`), in epoch ms. */
   readonly #prunedThroughMs: Partial<Record<PruneClass, number>> = {};
   #guard: OfflineGuard;
@@ -691,23 +692,16 @@ export class CatalogService {
     const noGuard: GuardState = { heardSince: new Date(0), holdAll: false };
     const rule = guardedStatusSql(now, this.#thresholds, noGuard);
     const due = sql`(case when ${rule} <> status then ${nowTs} else ${deadlineSql(this.#thresholds)} end)`;
-    // Queued as this replica's own and remembered, as a heartbeat's write queues its deadline: the
-    // heartbeats written next supersede nearly all of them, and the prune then drops those without
-    // a lookup. Queued by nobody, a restart at a million projects left a million ids that every
-    // sweep and every status read of the next 45 s looked up.
-    const queuedRows = await query<{ due_ms: string | number; ids: string }>(
+    // Queued as this replica's own, as a heartbeat's write queues its deadline: the heartbeats it
+    // writes next record later deadlines, and the prune then drops these without a lookup. Queued
+    // by nobody, a restart at a million projects left a million ids that every sweep and every
+    // status read of the next 45 s looked up.
+    const [queued] = await query<{ n: number }>(
       this.#db,
-      sql`${queueDeadlines(sql`select id, ${due} from projects`, { queuedBy: this.#replica })}
-          returning (extract(epoch from due_at) * 1000)::bigint as due_ms, array_to_string(project_ids, ',') as ids`,
+      sql`with q as (${queueDeadlines(sql`select id, ${due} from projects`, { queuedBy: this.#replica })}
+                     returning cardinality(project_ids) as n)
+          select coalesce(sum(n), 0)::int as n from q`,
     );
-    let queued = 0;
-    for (const r of queuedRows) {
-      const dueMs = Number(r.due_ms);
-      for (const id of r.ids.split(',')) {
-        this.#known.recordIfUnknown(Number(id), dueMs);
-        queued += 1;
-      }
-    }
     await this.#db.transaction(async (tx) => {
       await query(tx, sql`select pg_advisory_xact_lock(${COUNTS_LOCK_KEY})`);
       await query(
@@ -718,7 +712,7 @@ export class CatalogService {
                    count(*) filter (where status = 'offline') from projects`,
       );
     });
-    return queued;
+    return queued?.n ?? 0;
   }
 
   /**
@@ -784,11 +778,14 @@ export class CatalogService {
    * crash of PostgreSQL, a prune only leaves the rows as they were.
    */
   async pruneSupersededDeadlines(): Promise<number> {
-    const nowMs = this.#clock.now().getTime();
     let dropped = 0;
     for (const kind of PRUNE_CLASSES) {
       const c = PRUNE_CLASS[kind];
-      const fromMs = Math.max(this.#prunedThroughMs[kind] ?? nowMs, nowMs);
+      // Read again for each class (the one before may have taken a while), and never a row the
+      // sweep may want while this runs: one due within its claim grace and a bucket, plus slack.
+      const nowMs = this.#clock.now().getTime();
+      const soonest = nowMs + this.#claimGraceMs + DEADLINE_BUCKET_MS + PRUNE_MIN_LEAD_MS;
+      const fromMs = Math.max(this.#prunedThroughMs[kind] ?? soonest, soonest);
       const toMs = nowMs + c.horizonMs;
       if (toMs - fromMs < c.stepMs) continue;
       const r = await this.#prune({ fromMs, toMs }, kind);

@@ -25,17 +25,4 @@ describe('KnownDeadlines', () => {
     expect(known.laterThan(4, start)).toBe(false);
     expect(known.laterThan(99, start)).toBe(false);
   });
-
-  it('takes a deadline read from the catalog only for ids no write has recorded since', () => {
-    const known = new KnownDeadlines(start);
-    // A write that committed while the start-up read ran moved 5's deadline earlier (to 60 s): the
-    // read's older 90 s must not replace it, or the queue's 60 s entry would be dropped as superseded.
-    known.record(5, start + 60_000);
-    known.recordIfUnknown(5, start + 90_000);
-    known.recordIfUnknown(6, start + 90_000);
-    expect(known.laterThan(5, start + 60_000)).toBe(false);
-    expect(known.laterThan(6, start + 60_000)).toBe(true);
-    known.recordIfUnknown(0, start + 90_000);
-    expect(known.laterThan(0, start)).toBe(false);
-  });
 });

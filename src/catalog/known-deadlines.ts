@@ -44,16 +44,6 @@ export class KnownDeadlines {
     this.#units[id] = units;
   }
 
-  /**
-   * Records `id`'s deadline unless one is recorded already: for deadlines read from the catalog
-   * (the start-up reconcile), which a write that committed while they were read may have moved
-   * since, earlier as well as later.
-   */
-  recordIfUnknown(id: number, deadlineMs: number): void {
-    if (Number.isInteger(id) && id > 0 && (this.#units[id] ?? 0) !== 0) return;
-    this.record(id, deadlineMs);
-  }
-
   /** Records the `id:deadline-ms` pairs, comma-separated, that a heartbeat write returned. */
   recordPairs(pairs: string): void {
     let start = 0;

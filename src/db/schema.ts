@@ -129,8 +129,9 @@ export const projectDeadlines = pgTable(
     dueAt: tz('due_at').notNull(),
     projectIds: integer('project_ids').array().notNull(),
     /**
-     * The replica whose heartbeat write (the common path) queued these deadlines, else null: that
-     * replica drops them without a lookup once it has written a later one (src/catalog/known-deadlines.ts).
+     * The replica whose heartbeat write (the common path) or start-up reconcile queued these
+     * deadlines, else null: that replica drops them without a lookup once it has written a later one
+     * (src/catalog/known-deadlines.ts). A prune puts the ids it keeps back under the same tag.
      */
     queuedBy: bigint('queued_by', { mode: 'number' }),
     /**

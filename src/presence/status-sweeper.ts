@@ -141,24 +141,22 @@ export class StatusSweeper {
   /** Starts a prune unless one is running; its failure is logged, and the next sweep starts another. */
   #pruneBeside(): void {
     const catalog = this.#o.catalog;
-    if (this.#pruning || !catalog.pruneSupersededDeadlines) return;
-    this.#pruning = catalog
-      .pruneSupersededDeadlines()
-      .then(
-        (pruned) => {
-          if (pruned) this.#o.metrics?.deadlinesPruned.inc(pruned);
-        },
-        (err: unknown) => {
-          this.#errors.warn(
-            'prune',
-            { err },
-            'pruning superseded deadlines failed; trying again after the next sweep',
-          );
-        },
-      )
-      .finally(() => {
+    if (this.#stopped || this.#pruning || !catalog.pruneSupersededDeadlines) return;
+    const prune = catalog.pruneSupersededDeadlines.bind(catalog);
+    this.#pruning = (async () => {
+      try {
+        const pruned = await prune();
+        if (pruned) this.#o.metrics?.deadlinesPruned.inc(pruned);
+      } catch (err) {
+        this.#errors.warn(
+          'prune',
+          { err },
+          'pruning superseded deadlines failed; trying again after the next sweep',
+        );
+      } finally {
         this.#pruning = undefined;
-      });
+      }
+    })();
   }
 
   #schedule(): void {
