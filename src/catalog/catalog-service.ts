@@ -150,6 +150,8 @@ const COUNTS_LOCK_KEY = 0x66656463; // "fedc"
 
 /** Queue rows to put back after a prune: due times, their ids (comma-separated) and their tags. */
 interface KeptIds {
+  /** Ids the prune drops. */
+  dropped: number;
   due: number[];
   ids: string[];
   tags: Array<string | null>;
@@ -766,10 +768,10 @@ export class CatalogService {
    *
    * - This replica's own rows, within PRUNE_HORIZON_MS: an id it has since queued a later deadline
    *   for (it wrote a later heartbeat of the project) is dropped without a lookup.
-   * - Rows no live replica prunes for free (queued by nobody, by a replica that has stopped, or by
-   *   one that is behind), within FOREIGN_PRUNE_HORIZON_MS, after their replica's own prune had its
-   *   chance: each id is looked up once, here, and dropped when its project's deadline has moved
-   *   past the row's. Without this, a restart at a million projects left a million such ids due over
+   * - Rows no live replica prunes for free: queued by nobody (within PRUNE_HORIZON_MS), or by
+   *   another replica, one that has stopped or is behind (within FOREIGN_PRUNE_HORIZON_MS, after its
+   *   own prune had its chance). Each id is looked up once, here, and dropped when its project's
+   *   deadline has moved past the row's. Without this, a restart at a million projects left a million such ids due over
    *   the next 45 s, and every status read in those 45 s looked them up again (700 ms in the bench).
    *
    * Each row is taken once per class (in steps of the horizon, `skip locked` beside writes, sweeps
@@ -795,13 +797,12 @@ export class CatalogService {
     return dropped;
   }
 
-  /** One class of `pruneSupersededDeadlines`: this replica's rows (`own`) or everyone else's. */
+  /** One class of `pruneSupersededDeadlines` (see PruneClass). */
   async #prune(
     window: { fromMs: number; toMs: number },
     kind: PruneClass,
   ): Promise<{ dropped: number; throughMs: number }> {
     const ts = (ms: number) => sql`${new Date(ms).toISOString()}::timestamptz`;
-    const own = kind === 'own';
     const tagged =
       kind === 'own'
         ? sql`queued_by = ${this.#replica}::bigint`
@@ -823,14 +824,8 @@ export class CatalogService {
         { prepared: true },
       );
       let lastDueMs = -Infinity;
-      let before = 0;
-      for (const t of taken) {
-        lastDueMs = Math.max(lastDueMs, Number(t.due_ms));
-        before += t.ids === '' ? 0 : t.ids.split(',').length;
-      }
-      const kept = own ? this.#keptOwn(taken) : await this.#keptByLookup(tx, taken);
-      let after = 0;
-      for (const ids of kept.ids) after += ids.split(',').length;
+      for (const t of taken) lastDueMs = Math.max(lastDueMs, Number(t.due_ms));
+      const kept = kind === 'own' ? this.#keptOwn(taken) : await this.#keptByLookup(tx, taken);
       if (kept.due.length > 0) {
         await query(
           tx,
@@ -843,7 +838,7 @@ export class CatalogService {
         );
       }
       // A full take may have left rows of the same range: the next prune starts where this one ended.
-      return { dropped: before - after, throughMs: taken.length >= maxRows ? lastDueMs : window.toMs };
+      return { dropped: kept.dropped, throughMs: taken.length >= maxRows ? lastDueMs : window.toMs };
     });
   }
 
@@ -851,12 +846,15 @@ export class CatalogService {
   #keptOwn(
     taken: ReadonlyArray<{ due_ms: string | number; ids: string; queued_by: string | null }>,
   ): KeptIds {
-    const kept: KeptIds = { due: [], ids: [], tags: [] };
+    const kept: KeptIds = { dropped: 0, due: [], ids: [], tags: [] };
     for (const t of taken) {
       const dueMs = Number(t.due_ms);
       const ids: string[] = [];
-      for (const id of t.ids.split(','))
-        if (id !== '' && !this.#known.laterThan(Number(id), dueMs)) ids.push(id);
+      for (const id of t.ids.split(',')) {
+        if (id === '') continue;
+        if (this.#known.laterThan(Number(id), dueMs)) kept.dropped += 1;
+        else ids.push(id);
+      }
       if (ids.length > 0) {
         kept.due.push(dueMs);
         kept.ids.push(ids.join(','));
@@ -881,19 +879,18 @@ export class CatalogService {
     const dues: number[] = [];
     taken.forEach((t, row) => {
       for (const id of t.ids.split(',')) {
-        if (id === '') continue;
         rowOf.push(row);
         ids.push(Number(id));
         dues.push(Number(t.due_ms));
       }
     });
-    const kept: KeptIds = { due: [], ids: [], tags: [] };
+    const kept: KeptIds = { dropped: ids.length, due: [], ids: [], tags: [] };
     if (ids.length === 0) return kept;
     const now = this.#clock.now();
     const rule = guardedStatusSql(now, this.#thresholds, { heardSince: new Date(0), holdAll: false });
-    const found = await query<{ row: number; ids: string }>(
+    const found = await query<{ row: number; ids: string; n: number }>(
       tx,
-      sql`select u.row, string_agg(u.id::text, ',') as ids
+      sql`select u.row, string_agg(u.id::text, ',') as ids, count(*)::int as n
           from unnest(${arrayParam(rowOf)}::int[], ${arrayParam(ids)}::int[], ${arrayParam(dues)}::int8[]) u(row, id, due_ms)
           join projects p on p.id = u.id
           -- Found through the primary key whatever the planner makes of the list's length.
@@ -906,6 +903,7 @@ export class CatalogService {
     for (const f of found) {
       const t = taken[Number(f.row)];
       if (!t) continue;
+      kept.dropped -= f.n;
       kept.due.push(Number(t.due_ms));
       kept.ids.push(f.ids);
       kept.tags.push(t.queued_by);
