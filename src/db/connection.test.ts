@@ -64,6 +64,10 @@ describe('prepared statements', () => {
         'select $1::int + 1 as v',
       ]);
       for (const p of prepared) expect(p.name).toMatch(/^fed_[A-Za-z0-9_-]{27}$/);
+      // Planned for their values each time: a generic plan once made a status page 65 ms.
+      expect(await query(handle.db, sql`select current_setting('plan_cache_mode') as mode`)).toEqual([
+        { mode: 'force_custom_plan' },
+      ]);
       // Inside a transaction too.
       await handle.db.transaction(async (tx) => {
         expect(await query(tx, twice(21), { prepared: true })).toEqual([{ v: 42 }]);

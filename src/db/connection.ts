@@ -115,10 +115,11 @@ interface PreparingDatabase {
  *
  * `prepared`: for the statements run many times a second (pages, one project, counts, the sweeper's,
  * the writer's), a named prepared statement on node-postgres: PostgreSQL parses it once per
- * connection and, once its generic plan is found as good as the ones made for the values, stops
- * planning it. A status page took 1.0 ms to parse and 1.3 ms to plan for 0.05 ms of execution
- * (1,000,000 projects, idle); under load that CPU is what a read waits behind. PGlite ignores the
- * name and runs the statement as before.
+ * connection. A status page took 1.0 ms to parse (and 1.3 ms to plan) for 0.05 ms of execution
+ * (1,000,000 projects, idle); under load that CPU is what a read waits behind. Each execution is
+ * still planned for its values (`plan_cache_mode = force_custom_plan` on the pool's connections):
+ * at 100,000 projects PostgreSQL switched the status page to its generic plan, which took 65 ms a
+ * page under the load instead of a few. PGlite ignores the name and runs the statement as before.
  */
 export async function query<T>(
   db: Database,
@@ -161,6 +162,8 @@ export async function openDatabase(opts: {
     const pool = new pg.Pool({
       connectionString: databaseUrl,
       max: opts.poolSize ?? 10,
+      // Named statements are parsed once, but planned for their values every time (see `query`).
+      options: '-c plan_cache_mode=force_custom_plan',
       connectionTimeoutMillis: 5000,
       // A server that stops answering without closing the socket must not hang the writer, the
       // sweeper or shutdown: statements end server-side after 15 s, and the client gives up at 20 s.
